@@ -1,0 +1,3 @@
+from deepcurator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The ``deepcurator`` command: one subcommand per stage.
+
+Each subcommand lives in ``deepcurator/commands/<name>.py`` as a thin layer with
+``add_arguments(parser)`` and ``run(args, cfg) -> int``; those modules import nothing heavy
+at the top, so ``--help`` is instant. Errors a user can act on (:class:`DeepCuratorError`)
+are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from deepcurator import __version__
+from deepcurator.errors import DeepCuratorError
+
+COMMANDS: dict[str, str] = {
+    "labels": "score Discogs items and write labels.csv (top N good, bottom N not-good)",
+    "download": "download every labelled YouTube id as an mp3 into the store",
+    "process": "turn every stored mp3 into log-mel features",
+    "train": "train the CNN on the stored features and write a run",
+    "evaluate": "re-evaluate a saved run on its test split",
+    "serve": "run the prediction server (development; see README for gunicorn)",
+    "rate": "score audio files or folders offline",
+    "demo-corpus": "generate a synthetic electronic-music corpus and its dataset.csv",
+    "demo": "run the whole pipeline offline on a generated corpus",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepcurator",
+        description="Learn what will be sought-after on Discogs from the sound alone.",
+    )
+    parser.add_argument("--version", action="version", version=f"deepcurator {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (default: $DEEPCURATOR_CONFIG or ./config.yml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"deepcurator.commands.{name.replace('-', '_')}")
+        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deepcurator`` console script; returns the exit status."""
+    from deepcurator import config
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+        return int(args._module.run(args, cfg) or 0)
+    except DeepCuratorError as exc:
+        print(f"deepcurator {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deepcurator {args.command}: interrupted; rerun to resume", file=sys.stderr)
+        return 130
+
+
+def script(command: str) -> None:
+    """Run one subcommand as a top-level script (``create_labels.py`` and friends)."""
+    raise SystemExit(main([command, *sys.argv[1:]]))

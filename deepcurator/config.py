@@ -1,0 +1,258 @@
+"""Configuration: one source of truth.
+
+Defaults live in the dataclasses below; ``config.yml`` (or the file named by
+``DEEPCURATOR_CONFIG``) overrides them; ``DEEPCURATOR_<SECTION>_<KEY>`` environment
+variables override both (for example ``DEEPCURATOR_STORE_PATH=/data``,
+``DEEPCURATOR_S3_BUCKET=my-bucket``, ``DEEPCURATOR_DOWNLOAD_WORKERS=16``).
+
+Loading validates: an unknown key or a value of the wrong type raises
+:class:`ConfigError` with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepcurator.errors import ConfigError
+
+ENV_PREFIX = "DEEPCURATOR_"
+DEFAULT_FILE = "config.yml"
+
+
+@dataclass
+class StoreConfig:
+    """The local store: a folder (used when no S3 bucket is configured)."""
+
+    path: str = "data"
+
+
+@dataclass
+class S3Config:
+    """S3 store. Keys follow the original project (region, access_key, secret, bucket).
+
+    Without ``access_key``/``secret`` boto3's default credential chain applies.
+    """
+
+    bucket: str | None = None
+    region: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    access_key: str | None = None
+    secret: str | None = None
+    multipart_threshold_mb: int = 64
+
+
+@dataclass
+class ExecutorConfig:
+    """Where per-track work runs: local processes, or a Dask scheduler when an address is set."""
+
+    dask_scheduler: str | None = None
+
+
+@dataclass
+class LabelsConfig:
+    dataset: str = "dataset.csv"
+    n: int = 15000
+    prior_weight: float = 30.0
+    outlier_quantile: float = 0.99
+    weight_ratio: float = 1.0
+    weight_rating: float = 1.0
+    weight_price: float = 1.0
+
+
+@dataclass
+class DownloadConfig:
+    url_template: str = "https://www.youtube.com/watch?v={id}"
+    workers: int = 8
+    bitrate_kbps: int = 128
+    keep_source: bool = False
+    max_duration_s: float = 1200.0
+    timeout_s: float = 60.0
+    retries: int = 3
+    sleep_interval_s: float = 0.0
+    max_sleep_interval_s: float = 0.0
+    sleep_requests_s: float = 0.0
+    rate_limit: str | None = None
+    cookies: str | None = None
+    ffmpeg: str | None = None
+
+
+@dataclass
+class ProcessConfig:
+    workers: int = 0  # 0: one per core
+    decode_timeout_s: float = 120.0
+
+
+@dataclass
+class TrainConfig:
+    width: float = 1.0
+    batch_size: int = 16
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    patience: int = 5
+    seed: int = 1234
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    random_crops: bool = True
+    cache_dir: str | None = None
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    model: str = "runs/latest"
+    aggregation: str = "mean"
+    top_k: int = 5
+    max_upload_mb: float = 50.0
+    max_duration_s: float = 900.0
+    decode_timeout_s: float = 30.0
+
+
+@dataclass
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        """The configuration as plain data; secrets are replaced by ``***`` when ``redact``."""
+        data = dataclasses.asdict(self)
+        if redact:
+            for key in ("access_key", "secret"):
+                if data["s3"][key]:
+                    data["s3"][key] = "***"
+        return data
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` coerced to ``annotation`` or raise a ConfigError naming ``where``."""
+    hint = annotation
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{where}' must not be empty")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(
+        f"config key '{where}' must be {names.get(hint, hint)}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _apply(section_obj: Any, values: dict[str, Any], section: str) -> None:
+    hints = typing.get_type_hints(type(section_obj))
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"unknown config key '{section}.{key}' (known: {known})")
+        setattr(section_obj, key, _check_type(value, hints[key], f"{section}.{key}"))
+
+
+def from_dict(data: dict[str, Any] | None) -> Config:
+    """Build a validated :class:`Config` from nested plain data (as read from YAML)."""
+    cfg = Config()
+    if data is None:
+        return cfg
+    if not isinstance(data, dict):
+        raise ConfigError("config file must hold a mapping of sections")
+    sections = typing.get_type_hints(Config)
+    for section, values in data.items():
+        if section not in sections:
+            raise ConfigError(f"unknown config section '{section}' (known: {', '.join(sections)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+        _apply(getattr(cfg, section), values, section)
+    _validate(cfg)
+    return cfg
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Collect ``DEEPCURATOR_<SECTION>_<KEY>`` variables as nested data (values parsed as YAML)."""
+    out: dict[str, dict[str, Any]] = {}
+    for section, section_type in typing.get_type_hints(Config).items():
+        for key in typing.get_type_hints(section_type):
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name in environ:
+                raw = environ[name]
+                try:
+                    value = yaml.safe_load(raw) if raw != "" else None
+                except yaml.YAMLError:
+                    value = raw
+                out.setdefault(section, {})[key] = value
+    return out
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.serve.aggregation not in ("mean", "median", "topk"):
+        raise ConfigError("config key 'serve.aggregation' must be one of mean, median, topk")
+    if cfg.s3.endpoint_url is not None and not cfg.s3.bucket:
+        raise ConfigError("config key 's3.bucket' is missing: S3 settings are given without a bucket")
+    if cfg.s3.access_key and not cfg.s3.secret:
+        raise ConfigError("config key 's3.secret' is missing: s3.access_key needs it")
+    if not 0.5 < cfg.labels.outlier_quantile <= 1.0:
+        raise ConfigError("config key 'labels.outlier_quantile' must be in (0.5, 1]")
+    if cfg.labels.n < 1:
+        raise ConfigError("config key 'labels.n' must be at least 1")
+
+
+def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()}
+    for section, values in extra.items():
+        current = merged.get(section)
+        merged[section] = {**(current if isinstance(current, dict) else {}), **values}
+    return merged
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Load the configuration.
+
+    The file is ``path`` if given, else ``$DEEPCURATOR_CONFIG``, else ``config.yml`` in the
+    working directory when it exists; environment overrides are applied on top.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path or environ.get(f"{ENV_PREFIX}CONFIG")
+    file = Path(explicit) if explicit else Path(DEFAULT_FILE)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{file}: not valid YAML{where}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: must hold a mapping of sections")
+    elif explicit:
+        raise ConfigError(f"config file {file} does not exist")
+    return from_dict(_merge(data, _env_overrides(environ)))

@@ -1,0 +1,141 @@
+"""Labels from Discogs statistics (DESIGN.md, "Scoring items").
+
+Each item gets three components, each min-max normalised to 0..1:
+
+- ``ratio``: want / have; items above the ``outlier_quantile`` (0.99) are dropped;
+- ``rating``: the Bayesian-weighted rating
+  ``(n · r + m · C) / (n + m)``, with ``n`` the item's vote count, ``r`` its average,
+  ``m`` the prior weight (30 votes) and ``C`` the mean of all votes of the kept items;
+- ``price``: items with a zero price, and those above the quantile, are dropped.
+
+The score is the weighted mean of the components, min-max normalised again. A YouTube id
+linked from several releases takes the **highest** score among them (a video counts as
+sought-after when any release that carries it is), so every id gets exactly one label.
+Ids are ranked by score (ties broken by id, so the input's row order does not matter);
+the top ``n`` are good (1), the bottom ``n`` not-good (0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from deepcurator.errors import InputError
+
+COLUMNS = ("discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id")
+NUMERIC = ("have", "want", "rating_average", "rating_count", "price")
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    n: int = 15000
+    prior_weight: float = 30.0
+    outlier_quantile: float = 0.99
+    weight_ratio: float = 1.0
+    weight_rating: float = 1.0
+    weight_price: float = 1.0
+
+
+@dataclass
+class LabelResult:
+    """``labels``: youtube_id, label; ``scores``: every input row with components, score,
+    status (``kept`` or the reason it was dropped) and label; ``dropped``: counts by reason."""
+
+    labels: pd.DataFrame
+    scores: pd.DataFrame
+    dropped: dict[str, int] = field(default_factory=dict)
+    thresholds: tuple[float, float] = (0.0, 0.0)
+
+
+def minmax(values: pd.Series) -> pd.Series:
+    """Scale to 0..1 (a constant series maps to 0)."""
+    lo, hi = values.min(), values.max()
+    if hi <= lo:
+        return pd.Series(0.0, index=values.index)
+    return (values - lo) / (hi - lo)
+
+
+def bayesian_rating(average: pd.Series, count: pd.Series, prior_weight: float) -> pd.Series:
+    """Ratings pulled toward the mean vote ``C`` by ``prior_weight`` phantom votes."""
+    total = count.sum()
+    mean_vote = (average * count).sum() / total if total > 0 else average.mean()
+    return (count * average + prior_weight * mean_vote) / (count + prior_weight)
+
+
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """Check columns and types; return a copy with numeric columns as floats.
+
+    Raises :class:`InputError` naming the missing columns or the first non-numeric or
+    negative value (column and row number, 1-based after the header).
+    """
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"dataset is missing column(s): {', '.join(missing)}")
+    out = df.copy()
+    for col in NUMERIC:
+        values = pd.to_numeric(out[col], errors="coerce")
+        bad = values.isna() & out[col].notna() | (values < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"dataset column '{col}' has a non-numeric or negative value {out[col].iloc[row]!r} at row {row + 1}")
+        out[col] = values.astype(float)
+    out["youtube_id"] = out["youtube_id"].astype("string").str.strip()
+    return out
+
+
+def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Score every usable row. Returns all rows with ``ratio``, ``rating``, ``price_norm``,
+    ``score`` (NaN for dropped rows) and ``status``, and the drop counts by reason."""
+    df = validate(df)
+    status = pd.Series("kept", index=df.index, dtype="object")
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        status[mask & (status == "kept")] = reason
+
+    drop(df["youtube_id"].isna() | (df["youtube_id"].str.len() != 11), "no valid youtube_id")
+    drop(df[list(NUMERIC)].isna().any(axis=1), "missing value")
+    drop(df["have"] == 0, "have == 0")
+    drop(df["price"] == 0, "price == 0")
+    usable = status == "kept"
+    ratio = df["want"] / df["have"].where(df["have"] > 0)
+    q = params.outlier_quantile
+    if q < 1.0:
+        drop(ratio > ratio[usable].quantile(q), "want/have outlier")
+        drop(df["price"] > df["price"][usable].quantile(q), "price outlier")
+    kept = status == "kept"
+    k = df[kept]
+    rating = bayesian_rating(k["rating_average"], k["rating_count"], params.prior_weight)
+    comps = pd.DataFrame({"ratio": minmax(ratio[kept]), "rating": minmax(rating), "price_norm": minmax(k["price"])})
+    weights = np.array([params.weight_ratio, params.weight_rating, params.weight_price], dtype=float)
+    if weights.sum() <= 0:
+        raise InputError("the component weights must add up to more than 0")
+    raw = comps.to_numpy() @ weights / weights.sum()
+    comps["score"] = minmax(pd.Series(raw, index=comps.index))
+    out = df.join(comps)
+    out["status"] = status
+    dropped = status[status != "kept"].value_counts().to_dict()
+    return out, {str(k): int(v) for k, v in dropped.items()}
+
+
+def make_labels(df: pd.DataFrame, params: ScoringParams) -> LabelResult:
+    """Score, take one score per YouTube id (its highest), rank, and label top/bottom ``n``.
+
+    Raises :class:`InputError` when fewer than ``2 n`` distinct ids are usable.
+    """
+    scored, dropped = score_items(df, params)
+    kept = scored[scored["status"] == "kept"]
+    per_id = kept.groupby("youtube_id", sort=True)["score"].max().reset_index()
+    n = params.n
+    if len(per_id) < 2 * n:
+        raise InputError(f"only {len(per_id)} usable distinct YouTube ids; labelling N={n} per class needs {2 * n}")
+    ranked = per_id.sort_values(["score", "youtube_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    good = ranked.head(n).assign(label=1)
+    bad = ranked.tail(n).assign(label=0)
+    labels = pd.concat([good, bad], ignore_index=True)[["youtube_id", "label", "score"]]
+    id_label = labels.set_index("youtube_id")["label"]
+    scored["label"] = scored["youtube_id"].map(id_label).astype("Int64")
+    scored = scored.sort_values(["discogs_id", "youtube_id"], kind="mergesort").reset_index(drop=True)
+    thresholds = (float(good["score"].min()), float(bad["score"].max()))
+    return LabelResult(labels=labels, scores=scored, dropped=dropped, thresholds=thresholds)
