@@ -1,0 +1,32 @@
+"""The CNN (DESIGN.md, "The model"), after Choi et al. 2016, in Keras 3.
+
+Input: log-mel dB values, shape ``(batch, 128, 1291, 1)``; output: the probability that the
+track is "good", shape ``(batch, 1)``. Normalisation of the dB input is the first layer, so
+stored features stay model-independent.
+"""
+
+from __future__ import annotations
+
+from deepcurator.features import N_MELS, SLICE_FRAMES
+
+BLOCKS = ((64, (2, 4)), (128, (2, 4)), (128, (2, 4)), (128, (3, 5)), (64, (4, 4)))
+
+
+def build_model(width: float = 1.0, db_mean: float = -40.0, db_std: float = 20.0):  # -> keras.Model
+    """The CNN with ``width`` × the original filters; ``db_mean``/``db_std`` (dB) scale the input."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(N_MELS, SLICE_FRAMES, 1), name="logmel_db")
+    x = layers.Normalization(mean=db_mean, variance=db_std**2, name="db_norm")(inputs)
+    for i, (filters, pool) in enumerate(BLOCKS):
+        x = layers.Conv2D(max(1, round(filters * width)), 3, padding="same", name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.ReLU(name=f"relu{i + 1}")(x)
+        x = layers.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
+        x = layers.Dropout(0.25, name=f"drop{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(50, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.5, name="drop_dense")(x)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="good")(x)
+    return keras.Model(inputs, outputs, name="deepcurator_cnn")
