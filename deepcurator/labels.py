@@ -136,6 +136,6 @@ def make_labels(df: pd.DataFrame, params: ScoringParams) -> LabelResult:
     labels = pd.concat([good, bad], ignore_index=True)[["youtube_id", "label", "score"]]
     id_label = labels.set_index("youtube_id")["label"]
     scored["label"] = scored["youtube_id"].map(id_label).astype("Int64")
-    scored = scored.sort_values(["discogs_id", "youtube_id"], kind="mergesort").reset_index(drop=True)
+    scored = scored.sort_values(["discogs_id", "youtube_id", *NUMERIC], kind="mergesort").reset_index(drop=True)
     thresholds = (float(good["score"].min()), float(bad["score"].max()))
     return LabelResult(labels=labels, scores=scored, dropped=dropped, thresholds=thresholds)

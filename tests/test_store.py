@@ -1,0 +1,130 @@
+"""The store contract, run against both backends: a local folder and a real S3 protocol
+server (moto in server mode on loopback)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from deepcurator import config
+from deepcurator.errors import StoreError
+from deepcurator.store import LocalStore, S3Store, Store, open_store
+
+from conftest import make_s3_config
+
+
+def test_bytes_roundtrip_exists_delete(store: Store) -> None:
+    assert not store.exists("labels.csv")
+    store.put_bytes("labels.csv", b"youtube_id,label\n")
+    assert store.exists("labels.csv")
+    assert store.get_bytes("labels.csv") == b"youtube_id,label\n"
+    store.put_bytes("labels.csv", b"replaced")
+    assert store.get_bytes("labels.csv") == b"replaced"
+    store.delete("labels.csv")
+    store.delete("labels.csv")  # deleting a missing key is not an error
+    assert not store.exists("labels.csv")
+    with pytest.raises(StoreError, match="not in the store"):
+        store.get_bytes("labels.csv")
+
+
+def test_files_roundtrip(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "a.mp3"
+    src.write_bytes(os.urandom(300_000))
+    store.put_file("audio/abcdefghijk.mp3", src)
+    dest = tmp_path / "out" / "copy.mp3"
+    store.get_file("audio/abcdefghijk.mp3", dest)
+    assert dest.read_bytes() == src.read_bytes()
+    with store.open("audio/abcdefghijk.mp3") as fh:
+        assert fh.read(10) == src.read_bytes()[:10]
+    assert [p.name for p in dest.parent.iterdir()] == ["copy.mp3"]  # no temp file left
+
+
+def test_list_is_sorted_and_filtered_by_prefix(store: Store) -> None:
+    for key in ["features/b.npy", "features/a.npy", "audio/a.mp3", "failures/process.jsonl", "labels.csv"]:
+        store.put_bytes(key, b"x")
+    assert list(store.list("features/")) == ["features/a.npy", "features/b.npy"]
+    assert list(store.list("fa")) == ["failures/process.jsonl"]
+    assert list(store.list()) == sorted(["features/b.npy", "features/a.npy", "audio/a.mp3", "failures/process.jsonl", "labels.csv"])
+    assert list(store.list("runs/")) == []
+
+
+def test_listing_is_paginated(store: Store) -> None:
+    """More keys than one S3 page (1,000) all come back, in order."""
+    keys = [f"features/{i:05d}.npy" for i in range(1005)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: store.put_bytes(k, b""), keys))
+    assert list(store.list("features/")) == keys
+
+
+def test_failed_write_leaves_no_object(store: Store, tmp_path: Path) -> None:
+    with pytest.raises((OSError, StoreError)):
+        store.put_file("audio/missing.mp3", tmp_path / "does-not-exist.mp3")
+    assert not store.exists("audio/missing.mp3")
+    assert list(store.list("audio/")) == []
+
+
+def test_local_temp_files_are_invisible(tmp_path: Path) -> None:
+    """A write killed half-way leaves a temp file that is never listed nor seen as the key."""
+    store = LocalStore(tmp_path)
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / ".tmp-abc123").write_bytes(b"half")
+    assert list(store.list()) == []
+    assert not store.exists("features/abc.npy")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a\\b"])
+def test_bad_keys_are_refused(store: Store, key: str) -> None:
+    with pytest.raises(StoreError):
+        store.put_bytes(key, b"x")
+
+
+def test_store_pickles_for_worker_processes(store: Store) -> None:
+    store.put_bytes("x", b"1")
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.get_bytes("x") == b"1"
+
+
+def test_large_file_uses_multipart(s3_endpoint: str, tmp_path: Path) -> None:
+    cfg = make_s3_config(s3_endpoint, tmp_path)
+    cfg.s3.multipart_threshold_mb = 5
+    store = open_store(cfg)
+    assert isinstance(store, S3Store)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * 1024 * 1024))
+    store.put_file("audio/big.mp3", big)
+    head = store.client.head_object(Bucket=cfg.s3.bucket, Key="deepcurator/audio/big.mp3")
+    assert head["ETag"].strip('"').endswith("-3")  # three parts of 5 MB
+    out = tmp_path / "back.bin"
+    store.get_file("audio/big.mp3", out)
+    assert out.read_bytes() == big.read_bytes()
+
+
+def test_prefix_keeps_keys_under_it(s3_endpoint: str, tmp_path: Path) -> None:
+    cfg = make_s3_config(s3_endpoint, tmp_path)
+    store = open_store(cfg)
+    store.put_bytes("labels.csv", b"x")
+    raw = store.client.list_objects_v2(Bucket=cfg.s3.bucket)["Contents"]
+    assert [o["Key"] for o in raw] == ["deepcurator/labels.csv"]
+    assert list(store.list()) == ["labels.csv"]
+
+
+def test_errors_never_show_credentials(tmp_path: Path) -> None:
+    cfg = config.from_dict({"s3": {"bucket": "b", "endpoint_url": "http://127.0.0.1:9", "region": "us-east-1",
+                                   "access_key": "AKIDSECRETLOOKING", "secret": "VERY/SECRET+KEY"}})
+    store = open_store(cfg)
+    store.client.meta.config.retries = {"max_attempts": 1}
+    with pytest.raises(StoreError) as err:
+        store.get_bytes("labels.csv")
+    assert "VERY/SECRET+KEY" not in str(err.value) and "AKIDSECRETLOOKING" not in str(err.value)
+    assert "VERY/SECRET+KEY" not in repr(store)
+
+
+def test_default_store_is_local(tmp_path: Path) -> None:
+    store = open_store(config.from_dict({"store": {"path": str(tmp_path)}}))
+    assert isinstance(store, LocalStore)
+    store.put_bytes("labels.csv", b"x")
+    assert (tmp_path / "labels.csv").read_bytes() == b"x"
