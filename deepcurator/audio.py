@@ -34,6 +34,26 @@ def ffmpeg_exe(explicit: str | None = None) -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def decode_command(
+    path: str | os.PathLike[str],
+    sr: int = SAMPLE_RATE,
+    *,
+    max_duration: float | None = None,
+    ffmpeg: str | None = None,
+) -> list[str]:
+    """The ffmpeg command line that writes ``path`` to stdout as mono float32 (f32le) at ``sr`` Hz.
+
+    One pass: decode, downmix by the mean of the channels (librosa's ``to_mono``; ffmpeg's
+    ``-ac 1`` is not that), resample with soxr. ``max_duration`` (seconds) stops early.
+    Every reader of audio (the process stage, the server's streaming decoder) runs this command.
+    """
+    cmd = [ffmpeg_exe(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", os.fspath(path)]
+    if max_duration is not None:
+        cmd += ["-t", f"{max_duration:.3f}"]
+    return cmd + ["-vn", "-sn", "-dn", "-af", f"pan=mono|c0=0.5*c0+0.5*c1,aresample={sr}:resampler=soxr",
+                  "-f", "f32le", "-"]
+
+
 def decode(
     path: str | os.PathLike[str],
     sr: int = SAMPLE_RATE,
@@ -44,15 +64,11 @@ def decode(
 ) -> np.ndarray:
     """Decode ``path`` to a mono waveform.
 
-    Returns float32 samples in [-1, 1], shape ``(n_samples,)`` at ``sr`` Hz. Channels are
-    averaged (librosa's ``to_mono``); resampling uses soxr. ``max_duration`` (seconds) stops
-    decoding early. Raises :class:`DecodeError` for unreadable input or a decode that runs
-    past ``timeout`` seconds.
+    Returns float32 samples in [-1, 1], shape ``(n_samples,)`` at ``sr`` Hz (see
+    :func:`decode_command`). Raises :class:`DecodeError` for unreadable input or a decode that
+    runs past ``timeout`` seconds.
     """
-    cmd = [ffmpeg_exe(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", os.fspath(path)]
-    if max_duration is not None:
-        cmd += ["-t", f"{max_duration:.3f}"]
-    cmd += ["-vn", "-sn", "-dn", "-af", f"aresample={sr}:resampler=soxr", "-ac", "2", "-f", "f32le", "-"]
+    cmd = decode_command(path, sr, max_duration=max_duration, ffmpeg=ffmpeg)
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -60,8 +76,7 @@ def decode(
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise DecodeError(f"cannot decode {os.path.basename(path)}: {msg[-1] if msg else 'ffmpeg failed'}")
-    y = np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, 2).mean(axis=1, dtype=np.float32)
+    y = np.frombuffer(proc.stdout, dtype=np.float32)
     if y.size == 0:
         raise DecodeError(f"cannot decode {os.path.basename(path)}: no audio stream")
     return y
-

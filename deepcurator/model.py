@@ -21,7 +21,7 @@ def build_model(width: float = 1.0, db_mean: float = -40.0, db_std: float = 20.0
     x = layers.Normalization(mean=db_mean, variance=db_std**2, name="db_norm")(inputs)
     for i, (filters, pool) in enumerate(BLOCKS):
         x = layers.Conv2D(max(1, round(filters * width)), 3, padding="same", name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
         x = layers.ReLU(name=f"relu{i + 1}")(x)
         x = layers.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
         x = layers.Dropout(0.25, name=f"drop{i + 1}")(x)
