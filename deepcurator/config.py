@@ -89,6 +89,8 @@ class DownloadConfig:
 class ProcessConfig:
     workers: int = 0  # 0: one per core
     decode_timeout_s: float = 120.0
+    max_duration_s: float = 1800.0  # longer tracks keep their first max_duration_s seconds; 0: all
+    silence_dbfs: float = -80.0  # a track whose loudest sample is at or below this is "silent"
 
 
 @dataclass
@@ -224,6 +226,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key 'labels.outlier_quantile' must be in (0.5, 1]")
     if cfg.labels.n < 1:
         raise ConfigError("config key 'labels.n' must be at least 1")
+    if cfg.process.decode_timeout_s <= 0:
+        raise ConfigError("config key 'process.decode_timeout_s' must be positive")
+    if cfg.process.max_duration_s < 0:
+        raise ConfigError("config key 'process.max_duration_s' must be 0 (no limit) or positive")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
