@@ -35,12 +35,40 @@ _BLOCK = 256  # frames per FFT block: 2 MiB of windowed samples, stays in cache
 _BAND_GROUP = 16  # mel bands per matrix product (their bins are contiguous)
 
 
+def hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
+    f = np.asarray(f, dtype=np.float64)
+    linear = f / _MEL_F_SP
+    return np.where(f >= _MEL_LOG_HZ, _MEL_LOG_MEL + np.log(np.maximum(f, 1e-300) / _MEL_LOG_HZ) / _MEL_LOG_STEP, linear)
+
+
+def mel_to_hz(m: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= _MEL_LOG_MEL, _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (m - _MEL_LOG_MEL)), _MEL_F_SP * m)
+
+
+_MEL_F_SP = 200.0 / 3  # Hz per mel below 1 kHz
+_MEL_LOG_HZ = 1000.0
+_MEL_LOG_MEL = _MEL_LOG_HZ / _MEL_F_SP
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+
 @lru_cache(maxsize=None)
 def mel_basis(sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Slaney mel filterbank (librosa's), float32, shape ``(128, 1 + n_fft // 2)``."""
-    import librosa
-
-    return librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
+    """Slaney mel filterbank, float32, shape ``(128, 1 + n_fft // 2)``: triangles between
+    128 + 2 points equally spaced in mel from 0 Hz to sr/2, each scaled by 2 / its width in
+    Hz (Slaney's norm). The same numbers as ``librosa.filters.mel(sr=sr, n_fft=2048)``,
+    computed here so that workers and the server need not import librosa."""
+    fft_hz = np.fft.rfftfreq(N_FFT, d=1.0 / sr)
+    mel_hz = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2.0), N_MELS + 2))
+    widths = np.diff(mel_hz)
+    ramps = np.subtract.outer(mel_hz, fft_hz)
+    weights = np.zeros((N_MELS, fft_hz.size), dtype=np.float32)
+    for i in range(N_MELS):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (mel_hz[2:] - mel_hz[:N_MELS]))[:, None]
+    return weights
 
 
 @lru_cache(maxsize=None)

@@ -169,6 +169,13 @@ def test_a_track_under_30s_has_no_slice(fixtures: dict[str, Path]) -> None:
     assert features.n_slices(S.shape[1]) == 0 and features.model_input(S).shape == (0, 128, 1291, 1)
 
 
+@pytest.mark.parametrize("sr", [22050, 44100])
+def test_mel_basis_is_librosas(sr: int) -> None:
+    import librosa
+
+    np.testing.assert_array_equal(features.mel_basis(sr), librosa.filters.mel(sr=sr, n_fft=2048))
+
+
 def test_float16_storage_error_is_bounded() -> None:
     """The stored form: dB values from -100 to +40 come back within 0.031 dB."""
     S = np.linspace(-100, 40, 100_000, dtype=np.float32).reshape(100, 1000)

@@ -17,7 +17,8 @@ import pytest
 
 from deepcurator import audio, features
 from deepcurator.config import Config
-from deepcurator.process import feature_key, load_features, run_stage
+from deepcurator.parallel import make_executor
+from deepcurator.process import feature_key, load_features, process_all, run_stage
 from deepcurator.store import LocalStore, open_store
 
 from audio_fixtures import make_audio
@@ -53,29 +54,30 @@ def failures(cfg: Config) -> dict[str, dict]:
 
 def test_stage_stores_features_records_failures_and_resumes(cfg: Config, tracks: dict[str, Path]) -> None:
     stock(cfg, tracks)
-    summary = run_stage(cfg, workers=2)
-    assert (summary.done, summary.skipped) == (2, 0)
-    assert dict(summary.failed) == {"too_short": 1, "silent": 1, "undecodable": 1}
-
     store = open_store(cfg)
-    assert sorted(store.list("features/")) == ["features/good.npy", "features/other.npy"]
-    good = load_features(store, "good")
-    assert good.dtype == np.float16 and good.shape == (128, 1 + int(65.0 * 22050) // 512)
-    assert np.isfinite(good).all() and -100.5 <= good.min() and good.max() < 60
-    assert load_features(store, "other").shape[1] == 1 + 32 * 22050 // 512
+    with make_executor(cfg, 2) as executor:  # one pool for the three runs: workers start once
+        summary = process_all(store, executor, cfg.process)
+        assert (summary.done, summary.skipped) == (2, 0)
+        assert dict(summary.failed) == {"too_short": 1, "silent": 1, "undecodable": 1}
+        assert sorted(store.list("features/")) == ["features/good.npy", "features/other.npy"]
+        good = load_features(store, "good")
+        assert good.dtype == np.float16 and good.shape == (128, 1 + int(65.0 * 22050) // 512)
+        assert np.isfinite(good).all() and -100.5 <= good.min() and good.max() < 60
+        assert load_features(store, "other").shape[1] == 1 + 32 * 22050 // 512
 
-    failed = failures(cfg)
-    assert {i: r["reason"] for i, r in failed.items()} == {"short": "too_short", "quiet": "silent", "broken": "undecodable"}
-    assert "10.0 s of audio" in failed["short"]["detail"]
-    assert "digital silence" in failed["quiet"]["detail"]
+        failed = failures(cfg)
+        assert {i: r["reason"] for i, r in failed.items()} == {"short": "too_short", "quiet": "silent",
+                                                              "broken": "undecodable"}
+        assert "10.0 s of audio" in failed["short"]["detail"]
+        assert "digital silence" in failed["quiet"]["detail"]
 
-    again = run_stage(cfg, workers=2)  # nothing left: features exist, failures are for good
-    assert (again.done, again.skipped, sum(again.failed.values())) == (0, 5, 0)
+        again = process_all(store, executor, cfg.process)  # features exist, failures are for good
+        assert (again.done, again.skipped, sum(again.failed.values())) == (0, 5, 0)
 
-    store.delete(feature_key("good"))
-    retried = run_stage(cfg, workers=2, retry_all=True)
-    assert (retried.done, retried.skipped, sum(retried.failed.values())) == (1, 1, 3)
-    assert load_features(store, "good").tobytes() == good.tobytes()
+        store.delete(feature_key("good"))
+        retried = process_all(store, executor, cfg.process, retry_all=True)
+        assert (retried.done, retried.skipped, sum(retried.failed.values())) == (1, 1, 3)
+        assert load_features(store, "good").tobytes() == good.tobytes()
 
 
 def test_trainer_input_equals_server_input_bit_for_bit(cfg: Config, tracks: dict[str, Path]) -> None:
