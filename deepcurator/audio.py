@@ -8,7 +8,10 @@ one shipped in the ``imageio-ffmpeg`` wheel unless one is named.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import tempfile
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -83,19 +86,45 @@ def decode(
     """Decode ``path`` to a mono waveform.
 
     Returns float32 samples (nominally in [-1, 1]), shape ``(n_samples,)`` at ``sr`` Hz,
-    read-only: a view of ffmpeg's output, not a copy (see :func:`decode_command`). Raises
-    :class:`DecodeTimeoutError` when decoding runs past ``timeout`` seconds and
-    :class:`DecodeError` for unreadable input or a file without audio.
+    read-only: a view of the bytes read from ffmpeg, not a copy (see :func:`decode_command`).
+    Raises :class:`DecodeTimeoutError` when decoding runs past ``timeout`` seconds (ffmpeg is
+    killed) and :class:`DecodeError` for unreadable input or a file without audio.
     """
     name = os.path.basename(os.fspath(path))
     cmd = decode_command(path, sr, max_duration=max_duration, ffmpeg=ffmpeg)
-    try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise DecodeTimeoutError(f"decoding {name} took longer than {timeout:g} s") from None
-    if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise DecodeError(f"cannot decode {name}: {lines[-1] if lines else 'ffmpeg failed'}")
-    if len(proc.stdout) == 0:
+    with tempfile.TemporaryFile() as err:  # a file: ffmpeg can never block on its own messages
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+        try:
+            _widen_pipe(proc.stdout.fileno())
+            if timer is not None:
+                timer.start()
+            data = proc.stdout.read()
+            proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if timer is not None and timer.finished.is_set() and proc.returncode == -signal.SIGKILL:
+            raise DecodeTimeoutError(f"decoding {name} took longer than {timeout:g} s")
+        if proc.returncode != 0:
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            raise DecodeError(f"cannot decode {name}: {lines[-1] if lines else f'ffmpeg exited with {proc.returncode}'}")
+    if len(data) == 0:
         raise DecodeError(f"cannot decode {name}: no audio")
-    return np.frombuffer(proc.stdout, dtype=np.float32)
+    return np.frombuffer(data, dtype=np.float32)
+
+
+def _widen_pipe(fd: int) -> None:
+    """Grow a pipe's buffer to 1 MiB (Linux), so ffmpeg writes and Python reads in large
+    chunks instead of 64 KiB ones: fewer context switches per track."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:  # not Linux, or above /proc/sys/fs/pipe-max-size: keep the default
+        pass
