@@ -43,10 +43,11 @@ FLUSH_EVERY_S = 10.0
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("rate_limited", re.compile(r"\b429\b|too many requests|not a bot|rate[- ]limit", re.I)),
     ("network", re.compile(r"\b403\b|forbidden", re.I)),
+    ("ffmpeg", re.compile(r"postprocessing|ffmpeg|ffprobe|invalid data found|conversion failed", re.I)),
     ("unavailable", re.compile(
         r"private video|\bremoved\b|unavailable|not available|no longer available|terminated|copyright"
         r"|confirm your age|age[- ]restricted|\bage\b.*\b(?:verif|gate|limit)|inappropriate|members[- ]only"
-        r"|your country|geo[- ]?restrict|\b404\b|\b410\b|not found|no such file|unsupported url"
+        r"|your country|geo[- ]?restrict|\b404\b|\b410\b|not found|no such file|unsupported url:"
         r"|no video formats|requested format is not available", re.I)),
     ("network", re.compile(
         r"timed? ?out|connection|network|unreachable|reset by peer|incomplete ?read|content too short|more expected"
