@@ -8,6 +8,8 @@ misbehaves on purpose by id prefix:
 - ``limited_<...>``: answers 429 Too Many Requests while ``rate_limited`` is true;
 - an id with no file: 404.
 
+``latency_s`` delays every answer (a distant server, for benchmarks).
+
 Use it as a context manager: ``with AudioServer(root) as srv: srv.url_template``.
 """
 
@@ -24,9 +26,10 @@ TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".ogg": "audio/ogg", ".flac"
 class AudioServer:
     """Serves the audio files of ``root`` (see the module docstring) on a free loopback port."""
 
-    def __init__(self, root: Path, stall_s: float = 30.0) -> None:
+    def __init__(self, root: Path, stall_s: float = 30.0, latency_s: float = 0.0) -> None:
         self.root = Path(root)
         self.stall_s = stall_s
+        self.latency_s = latency_s
         self.rate_limited = True
         self.requests: list[str] = []
         self._stop = threading.Event()
@@ -46,6 +49,8 @@ class AudioServer:
 
             def respond(self, body: bool) -> None:
                 server.requests.append(self.path)
+                if server.latency_s:
+                    server._stop.wait(server.latency_s)
                 item_id = self.path.split("?")[0].rsplit("/", 1)[-1]
                 if item_id.startswith("limited_") and server.rate_limited:
                     self.send_error(429, "Too Many Requests")
