@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -41,17 +42,17 @@ FLUSH_EVERY_S = 10.0
 # Message patterns, checked in this order (the first match wins). yt-dlp's own classes come
 # first in :func:`classify`; these cover what only the message tells (YouTube's wording).
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("rate_limited", re.compile(r"\b429\b|too many requests|not a bot|rate[- ]limit", re.I)),
-    ("network", re.compile(r"\b403\b|forbidden", re.I)),
+    ("rate_limited", re.compile(r"HTTP Error 429|too many requests|not a bot|rate[- ]limit", re.I)),
+    ("network", re.compile(r"HTTP Error (?:403|5\d\d)|forbidden", re.I)),
     ("ffmpeg", re.compile(r"postprocessing|ffmpeg|ffprobe|invalid data found|conversion failed", re.I)),
     ("unavailable", re.compile(
         r"private video|\bremoved\b|unavailable|not available|no longer available|terminated|copyright"
         r"|confirm your age|age[- ]restricted|\bage\b.*\b(?:verif|gate|limit)|inappropriate|members[- ]only"
-        r"|your country|geo[- ]?restrict|\b404\b|\b410\b|not found|no such file|unsupported url:"
+        r"|your country|geo[- ]?restrict|HTTP Error 404|HTTP Error 410|not found|no such file|unsupported url:"
         r"|no video formats|requested format is not available", re.I)),
     ("network", re.compile(
         r"timed? ?out|connection|network|unreachable|reset by peer|incomplete ?read|content too short|more expected"
-        r"|transport|ssl|temporary failure|name resolution|\b50[0234]\b", re.I)),
+        r"|transport|ssl|temporary failure|name resolution", re.I)),
 )
 
 
@@ -231,10 +232,15 @@ def fetch(url: str, item_id: str, outdir: str | Path, cfg: DownloadConfig, ffmpe
     import yt_dlp
     from yt_dlp.postprocessor import FFmpegExtractAudioPP
 
-    with yt_dlp.YoutubeDL(ydl_options(cfg, ffmpeg, outdir, item_id)) as ydl:
+    opts = ydl_options(cfg, ffmpeg, outdir, item_id)
+    if cfg.cookies:  # yt-dlp writes the jar back on exit: each download gets its own copy
+        opts["cookiefile"] = shutil.copyfile(cfg.cookies, Path(outdir) / ".cookies.txt")
+    with yt_dlp.YoutubeDL(opts) as ydl:
         info = ydl.extract_info(url, download=False)
         if info is None or info.get("_type") in ("playlist", "multi_video"):
             raise InputError(f"{url} is a playlist, not one video")
+        if info.get("is_live"):
+            raise TooLong("a live stream has no end")
         duration = info.get("duration")
         if duration and duration > cfg.max_duration_s:
             raise TooLong(f"{duration:.0f} s is longer than {cfg.max_duration_s:.0f} s")
@@ -371,6 +377,8 @@ def run_stage(config: Config, store: Store, *, retry: Iterable[str] = (), limit:
     settings = Settings.from_config(config)
     if config.download.rate_limit:
         parse_rate(config.download.rate_limit)
+    if config.download.cookies and not Path(config.download.cookies).is_file():
+        raise ConfigError(f"config key 'download.cookies': {config.download.cookies} is not a file")
     log = FailureLog(store, STAGE)
     stored = stored_ids(store)
     for i in log.ids() & stored:  # a success the log missed (a run killed before its flush)

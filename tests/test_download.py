@@ -101,6 +101,8 @@ def check_mp3(store: Store, key: str, tmp_path: Path, seconds: float = SECONDS, 
     ("ERROR: unable to download video data: HTTP Error 403: Forbidden", "network"),
     ("ERROR: [generic] abc: Unable to download webpage: <urlopen error timed out>", "network"),
     ("ERROR: [download] Got error: 100 bytes read, 200 more expected. Giving up after 3 retries", "network"),
+    ("ERROR: [download] Got error: 429 bytes read, 429 more expected. Giving up after 3 retries", "network"),
+    ("ERROR: unable to download video data: HTTP Error 503: Service Unavailable", "network"),
     ("ERROR: Postprocessing: audio conversion failed: Invalid data found", "ffmpeg"),
     ("ERROR: something nobody has seen before", "other"),
 ])
@@ -264,3 +266,19 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
         assert third.returncode == 0 and "done 0" in third.stdout and "skipped 10" in third.stdout
         assert srv.requests == []
         assert audio_keys(store) == stored and reasons(store) == logged
+
+
+def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
+    """The cookies file is passed to yt-dlp as a private copy: parallel downloads never write it."""
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\tsid\tabc\n")
+    before = cookies.read_bytes()
+    cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
+                                "download": {"url_template": f"file://{media}/{{id}}.m4a", "cookies": str(cookies)}})
+    store = open_store(cfg)
+    put_labels(store, ["src"])
+    assert download.run_stage(cfg, store).done == 1
+    assert cookies.read_bytes() == before
+    missing = with_download(cfg, cookies=str(tmp_path / "nope.txt"))
+    with pytest.raises(ConfigError, match="cookies"):
+        download.run_stage(missing, store)
