@@ -83,6 +83,8 @@ class DownloadConfig:
     rate_limit: str | None = None
     cookies: str | None = None
     ffmpeg: str | None = None
+    rate_limit_backoff_s: float = 120.0
+    rate_limit_retries: int = 3
 
 
 @dataclass
@@ -230,6 +232,18 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key 'process.decode_timeout_s' must be positive")
     if cfg.process.max_duration_s < 0:
         raise ConfigError("config key 'process.max_duration_s' must be 0 (no limit) or positive")
+    d = cfg.download
+    if "{id}" not in d.url_template:
+        raise ConfigError("config key 'download.url_template' must contain {id}")
+    if not 32 <= d.bitrate_kbps <= 320:
+        raise ConfigError("config key 'download.bitrate_kbps' must be between 32 and 320")
+    for key in ("workers", "timeout_s", "max_duration_s"):
+        if getattr(d, key) <= 0:
+            raise ConfigError(f"config key 'download.{key}' must be positive")
+    for key in ("retries", "rate_limit_retries", "sleep_interval_s", "max_sleep_interval_s", "sleep_requests_s",
+                "rate_limit_backoff_s"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"config key 'download.{key}' must not be negative")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
