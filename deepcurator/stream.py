@@ -1,9 +1,10 @@
 """Streaming features: each 30-s slice's model input as soon as its samples are decoded.
 
 ffmpeg runs :func:`deepcurator.audio.decode_command` in a subprocess; a reader thread drains
-its pipe (so ffmpeg never waits on us), and slice ``k`` is computed by
-:func:`deepcurator.features.logmel` as soon as the samples it depends on have arrived, while
-ffmpeg keeps decoding the rest. The result is bit-identical to
+its pipe (so ffmpeg never waits on us), a feature thread computes slice ``k`` with
+:func:`deepcurator.features.logmel` as soon as the samples it depends on have arrived, and
+the caller scores slice ``k`` while ffmpeg decodes the rest and slice ``k + 1`` is computed:
+decoding, features and the CNN overlap. The result is bit-identical to
 ``features.model_input(features.logmel(audio.decode(path)))`` (a test proves it):
 
 - frame ``t`` of the centred STFT covers samples ``[512 t - 1024, 512 t + 1024)``, so slice
@@ -32,6 +33,7 @@ from deepcurator.audio import SAMPLE_RATE, DecodeError, decode_command
 HALF_WINDOW = features.N_FFT // 2          # samples each side of a frame centre
 SLICE_SAMPLES = features.SLICE_FRAMES * features.HOP
 BYTES_PER_SAMPLE = 4                       # f32le
+_DONE = object()                           # end of the slices
 
 
 def slice_segment_bounds(k: int) -> tuple[int, int, int]:
@@ -84,20 +86,29 @@ class SliceStream:
 
             timer = threading.Timer(self.timeout, kill) if self.timeout else None
             chunks: queue.Queue[bytes | None] = queue.Queue()
-            reader = threading.Thread(target=self._drain, args=(proc, chunks), daemon=True)
+            ready: queue.Queue[object] = queue.Queue()
+            stop = threading.Event()
+            threads = [threading.Thread(target=self._drain, args=(proc, chunks), daemon=True),
+                       threading.Thread(target=self._featurize, args=(chunks, ready, stop), daemon=True)]
             try:
                 if timer:
                     timer.start()
-                reader.start()
-                yield from self._slices(chunks)
+                for thread in threads:
+                    thread.start()
+                while (item := ready.get()) is not _DONE:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item  # type: ignore[misc]
                 proc.wait()
             finally:
+                stop.set()
                 if timer:
                     timer.cancel()
                 if proc.poll() is None:  # the consumer stopped early, or an error
                     proc.kill()
                     proc.wait()
-                reader.join()
+                for thread in threads:
+                    thread.join()
                 proc.stdout.close()  # type: ignore[union-attr]
             if timed_out.is_set():
                 raise DecodeError(f"decoding {os.path.basename(self.path)} took longer than {self.timeout:.0f} s")
@@ -117,6 +128,19 @@ class SliceStream:
             pass
         finally:
             chunks.put(None)
+
+    def _featurize(self, chunks: queue.Queue[bytes | None], ready: queue.Queue[object], stop: threading.Event) -> None:
+        """Feature thread: compute slices while the caller runs the model on earlier ones;
+        ``stop`` (the caller gave up) ends it after the slice in hand."""
+        try:
+            for x in self._slices(chunks):
+                if stop.is_set():
+                    break
+                ready.put(x)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
+            ready.put(exc)
+        finally:
+            ready.put(_DONE)
 
     def _slices(self, chunks: queue.Queue[bytes | None]) -> Iterator[np.ndarray]:
         """Assemble samples from the queue; yield each slice as soon as it can be computed."""
