@@ -118,7 +118,10 @@ class ServeConfig:
     top_k: int = 5
     max_upload_mb: float = 50.0
     max_duration_s: float = 900.0
+    over_duration: str = "reject"  # reject (413) or truncate (score the first max_duration_s)
     decode_timeout_s: float = 30.0
+    tf_threads: int = 0  # TensorFlow intra-op threads per process; 0 = one per core
+    model_cache_dir: str | None = None  # downloaded models; default ~/.cache/deepcurator/models
 
 
 @dataclass
@@ -220,6 +223,8 @@ def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any
 def _validate(cfg: Config) -> None:
     if cfg.serve.aggregation not in ("mean", "median", "topk"):
         raise ConfigError("config key 'serve.aggregation' must be one of mean, median, topk")
+    if cfg.serve.over_duration not in ("reject", "truncate"):
+        raise ConfigError("config key 'serve.over_duration' must be reject or truncate")
     if cfg.s3.endpoint_url is not None and not cfg.s3.bucket:
         raise ConfigError("config key 's3.bucket' is missing: S3 settings are given without a bucket")
     if cfg.s3.access_key and not cfg.s3.secret:

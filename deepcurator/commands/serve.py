@@ -1,4 +1,5 @@
-"""Not built yet."""
+"""Run the prediction server for development (Flask's threaded server). In production run
+gunicorn instead: gunicorn -w 2 -b 0.0.0.0:5000 'deepcurator.wsgi:app' (no --preload)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,22 @@ from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This stage takes no options yet."""
+    parser.add_argument("--host", help="address to listen on (default: config serve.host)")
+    parser.add_argument("--port", type=int, help="port (default: config serve.port)")
+    parser.add_argument("--model", help="runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL "
+                                        "(default: config serve.model)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    print("deepcurator serve: not built yet")
-    return 1
+    from deepcurator.server import create_app
+
+    if args.model:
+        cfg.serve.model = args.model
+    host = args.host or cfg.serve.host
+    port = args.port if args.port is not None else cfg.serve.port
+    app = create_app(cfg)
+    scorer = app.extensions["deepcurator_scorer"]
+    print(f"serve: model run {scorer.run_id} loaded in {scorer.load_seconds:.1f} s; "
+          f"listening on http://{host}:{port}/ (POST /predict, GET /health)", flush=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    return 0

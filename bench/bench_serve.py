@@ -1,0 +1,178 @@
+"""Serving benchmark on loopback: this project's server against the original's approach.
+
+Both run under gunicorn with 2 workers (one after the other, never at once) and the same
+FULL-width model (random weights: speed does not depend on them):
+
+1. single-request latency for a 5-minute mp3 (one request at a time, after a warm-up);
+2. a bounded load test: UPLOADS uploads of 3-5 minute mp3s at CONCURRENCY, counting errors,
+   p50/p95 latency and requests per second.
+
+    python bench/bench_serve.py [--uploads 200] [--original-uploads 24] [--concurrency 8]
+
+Writes bench/out/serve/results.json and prints a markdown table for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from audio_fixtures import make_audio  # noqa: E402
+
+from deepcurator import audio  # noqa: E402
+from deepcurator.demo import free_port  # noqa: E402
+
+DURATIONS = (180, 195, 210, 225, 240, 255, 270, 285, 300)  # seconds: the load test's tracks
+
+
+def corpus(out: Path) -> tuple[list[Path], Path]:
+    """The load test's mp3s (3-5 minutes, different tones) and the 5-minute single-request track."""
+    files = []
+    for i, d in enumerate(DURATIONS):
+        path = out / f"track{i}_{d}s.mp3"
+        if not path.exists():
+            make_audio(path, d, freq=150.0 + 23 * i)
+        files.append(path)
+    five = out / "five_minutes.mp3"
+    if not five.exists():
+        make_audio(five, 300.0, freq=207.0)
+    return files, five
+
+
+def full_model(out: Path) -> Path:
+    path = out / "full_width.keras"
+    if not path.exists():
+        import keras
+
+        from deepcurator.model import build_model
+
+        keras.utils.set_random_seed(0)
+        build_model(width=1.0).save(path)
+    return path
+
+
+def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}")
+        try:
+            if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                time.sleep(5)  # the other worker loads its model at the same time: let it finish
+                return proc
+        except requests.RequestException:
+            time.sleep(1)
+    raise SystemExit(f"{' '.join(cmd)} did not answer /health")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def upload(url: str, path: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    try:
+        with open(path, "rb") as fh:
+            r = requests.post(f"{url}/predict", files={"audio": (path.name, fh)}, timeout=600)
+        status = r.status_code if r.status_code != 200 or "score" in r.json() else 599
+    except requests.RequestException:
+        status = 0
+    return time.perf_counter() - started, status
+
+
+def measure(url: str, files: list[Path], five: Path, uploads: int, concurrency: int, single: int) -> dict[str, float]:
+    upload(url, five)  # warm-up (each worker has warmed itself; this warms the OS caches)
+    singles = [upload(url, five) for _ in range(single)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(lambda i: upload(url, files[i % len(files)]), range(uploads)))
+    wall = time.perf_counter() - started
+    lat = np.array([t for t, _ in results])
+    return {
+        "single_p50_s": float(np.median([t for t, _ in singles])),
+        "single_errors": sum(s != 200 for _, s in singles),
+        "uploads": uploads, "errors": sum(s != 200 for _, s in results),
+        "p50_s": float(np.percentile(lat, 50)), "p95_s": float(np.percentile(lat, 95)),
+        "req_per_s": uploads / wall, "wall_s": wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--uploads", type=int, default=200)
+    ap.add_argument("--original-uploads", type=int, default=24, help="the original takes ~7 s a request")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--single", type=int, default=10, help="sequential requests for the single-request p50")
+    ap.add_argument("--original-single", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "serve")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    files, five = corpus(args.out)
+    model = full_model(args.out)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    env = dict(os.environ, PYTHONPATH=str(REPO), DEEPCURATOR_SERVE_MODEL=str(model), BENCH_MODEL=str(model),
+               DEEPCURATOR_STORE_PATH=str(args.out / "store"), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("DEEPCURATOR_CONFIG", None)
+
+    decode = []
+    for _ in range(5):
+        t = time.perf_counter()
+        audio.decode(five)
+        decode.append(time.perf_counter() - t)
+
+    results: dict[str, dict[str, float]] = {}
+    for name, app, n, single in (("deepcurator", "deepcurator.wsgi:app", args.uploads, args.single),
+                                 ("original", "original_app:app", args.original_uploads, args.original_single)):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "600", "--pythonpath", "bench", app]
+        proc = start(cmd, env, url)
+        try:
+            print(f"{name}: {n} uploads at concurrency {args.concurrency} ...", flush=True)
+            results[name] = measure(url, files, five, n, args.concurrency, single)
+        finally:
+            stop(proc)
+        print(name, json.dumps(results[name]), flush=True)
+
+    ours, orig = results["deepcurator"], results["original"]
+    load = os.getloadavg()
+    (args.out / "results.json").write_text(json.dumps({"results": results, "decode_p50_s": float(np.median(decode)),
+                                                       "loadavg": load}, indent=2))
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+          f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
+    print(f"ffmpeg decode alone of the 5-minute mp3 (audio.decode), p50: {np.median(decode):.2f} s\n")
+    print("| | deepcurator (gunicorn -w 2) | original's way (gunicorn -w 2) | speed-up |")
+    print("|---|---|---|---|")
+    print(f"| 5-min mp3, one request at a time, p50 | {ours['single_p50_s']:.2f} s | {orig['single_p50_s']:.2f} s "
+          f"| {orig['single_p50_s'] / ours['single_p50_s']:.1f}x |")
+    print(f"| load test: uploads (3-5 min mp3s), concurrency {args.concurrency} | {ours['uploads']} "
+          f"| {orig['uploads']} | |")
+    print(f"| errors | {ours['errors']} | {orig['errors']} | |")
+    print(f"| latency p50 | {ours['p50_s']:.2f} s | {orig['p50_s']:.2f} s | {orig['p50_s'] / ours['p50_s']:.1f}x |")
+    print(f"| latency p95 | {ours['p95_s']:.2f} s | {orig['p95_s']:.2f} s | {orig['p95_s'] / ours['p95_s']:.1f}x |")
+    print(f"| throughput | {ours['req_per_s']:.2f} req/s | {orig['req_per_s']:.2f} req/s "
+          f"| {ours['req_per_s'] / orig['req_per_s']:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

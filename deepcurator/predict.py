@@ -1,0 +1,275 @@
+"""Scoring with a trained model: where the model comes from, and how slices become a score.
+
+- :func:`resolve_model` turns ``serve.model`` into a local ``.keras`` file and a run id:
+  ``runs/latest`` (the pointer the trainer writes in the store), ``runs/<run_id>``, a local
+  ``.keras`` path, or an ``http(s)://`` / ``s3://`` URL (downloaded once into a cache folder).
+- :class:`Scorer` loads the model once, freezes it into a constant-folded graph (a compiled
+  ``tf.function``: ``model.predict`` costs about 130 ms more per call), warms it with one call
+  and runs one inference at a time under a lock (Keras models are not thread-safe).
+- :func:`aggregate` turns per-slice probabilities into the track's probability.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepcurator.config import Config
+from deepcurator.errors import ConfigError, InputError, StoreError
+from deepcurator.features import N_MELS, SLICE_FRAMES
+
+AGGREGATIONS = ("mean", "median", "topk")
+HOW_TO_GET_ONE = "train one with `deepcurator train` (or run `make demo`), or set serve.model to a .keras file or URL"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model file on this machine and the run it came from."""
+
+    path: Path
+    run_id: str
+
+
+def cache_dir(cfg: Config) -> Path:
+    """Where downloaded models are kept: ``serve.model_cache_dir`` or ``~/.cache/deepcurator/models``."""
+    if cfg.serve.model_cache_dir:
+        return Path(cfg.serve.model_cache_dir)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepcurator" / "models"
+
+
+def _cached(cfg: Config, name: str, url: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache_dir(cfg) / f"{digest}-{name}"
+
+
+def _download_url(cfg: Config, url: str) -> Path:
+    """Fetch an http(s) or s3 URL into the cache (atomically; reused on the next start)."""
+    from deepcurator.store import S3Store, _atomic_copy
+
+    parsed = urllib.parse.urlparse(url)
+    name = Path(parsed.path).name or "model.keras"
+    dest = _cached(cfg, name, url)
+    if dest.is_file():
+        return dest
+    try:
+        if parsed.scheme == "s3":
+            s3cfg = type(cfg.s3)(**{**cfg.s3.__dict__, "bucket": parsed.netloc, "prefix": ""})
+            S3Store(s3cfg).get_file(parsed.path.lstrip("/"), dest)
+        else:
+            import requests
+
+            with requests.get(url, stream=True, timeout=60) as resp:
+                if resp.status_code != 200:
+                    raise ConfigError(f"serve.model {url}: HTTP {resp.status_code}; {HOW_TO_GET_ONE}")
+
+                def write(out: object) -> None:
+                    for block in resp.iter_content(1 << 20):
+                        out.write(block)  # type: ignore[attr-defined]
+
+                _atomic_copy(write, dest)
+    except StoreError as exc:
+        raise ConfigError(f"serve.model {url}: {exc}; {HOW_TO_GET_ONE}") from None
+    except OSError as exc:  # requests' errors are OSErrors
+        raise ConfigError(f"serve.model {url}: cannot download ({type(exc).__name__}); {HOW_TO_GET_ONE}") from None
+    return dest
+
+
+def _from_store(cfg: Config, spec: str) -> ModelSource:
+    """``runs/latest`` or ``runs/<run_id>`` in the configured store."""
+    from deepcurator.store import open_store
+
+    store = open_store(cfg)
+    run_id = spec.split("/", 1)[1].strip("/")
+    try:
+        if run_id == "latest":
+            if not store.exists("runs/latest"):
+                raise ConfigError(f"no model: runs/latest is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
+            run_id = store.get_bytes("runs/latest").decode().strip()
+        key = f"runs/{run_id}/model.keras"
+        if not store.exists(key):
+            raise ConfigError(f"no model: {key} is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
+        local = store.local_path(key)
+        if local is None:
+            local = _cached(cfg, f"{run_id}.keras", f"{store.describe()}/{key}")
+            if not local.is_file():
+                store.get_file(key, local)
+    except StoreError as exc:
+        raise ConfigError(f"no model: {exc}; {HOW_TO_GET_ONE}") from None
+    return ModelSource(local, run_id)
+
+
+def resolve_model(cfg: Config, spec: str | None = None) -> ModelSource:
+    """The model file named by ``spec`` (default ``serve.model``), fetched to this machine.
+
+    Raises :class:`ConfigError` with a one-line message saying how to get a model when
+    there is none.
+    """
+    spec = (spec or cfg.serve.model).strip()
+    scheme = urllib.parse.urlparse(spec).scheme
+    if scheme in ("http", "https", "s3"):
+        path = _download_url(cfg, spec)
+        return ModelSource(path, Path(urllib.parse.urlparse(spec).path).stem)
+    if spec.startswith("runs/"):
+        return _from_store(cfg, spec)
+    path = Path(spec).expanduser()
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise ConfigError(f"no model: {path} does not exist; {HOW_TO_GET_ONE}")
+        run_id = path.parent.name if path.name == "model.keras" and path.parent.name else path.stem
+        return ModelSource(path, run_id)
+    raise ConfigError(
+        f"serve.model {spec!r} is not runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL; {HOW_TO_GET_ONE}"
+    )
+
+
+def aggregate(scores: np.ndarray, method: str = "mean", top_k: int = 5) -> float:
+    """A track's probability from its slices' probabilities ``scores`` (shape ``(n,)``, n ≥ 1):
+    their mean, median, or the mean of the ``top_k`` highest."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        raise ValueError("no slice to aggregate")
+    if method == "mean":
+        return float(scores.mean())
+    if method == "median":
+        return float(np.median(scores))
+    if method == "topk":
+        return float(np.sort(scores)[::-1][: max(1, top_k)].mean())
+    raise ValueError(f"unknown aggregation {method!r} (known: {', '.join(AGGREGATIONS)})")
+
+
+def label_of(score: float) -> str:
+    """``"good"`` over 50 (on the 0–100 scale), else ``"not-good"``."""
+    return "good" if score > 50.0 else "not-good"
+
+
+def configure_threads(n: int) -> None:
+    """Limit TensorFlow's intra-op threads to ``n`` (0: TensorFlow's default, one per core).
+
+    Must run before TensorFlow executes anything; a second call is ignored.
+    """
+    import tensorflow as tf
+
+    if n > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process
+            pass
+
+
+class Scorer:
+    """A loaded model that scores slices, one inference at a time.
+
+    ``predict(x)`` takes model input ``(n, 128, 1291, 1)`` float32 dB values and returns the
+    ``n`` slice probabilities (float32, shape ``(n,)``).
+    """
+
+    def __init__(self, source: ModelSource, aggregation: str = "mean", top_k: int = 5, tf_threads: int = 0) -> None:
+        import keras
+        import tensorflow as tf
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"config key 'serve.aggregation' must be one of {', '.join(AGGREGATIONS)}")
+        configure_threads(tf_threads)
+        started = time.monotonic()
+        self.run_id = source.run_id
+        self.path = source.path
+        self.aggregation = aggregation
+        self.top_k = top_k
+        try:
+            model = keras.saving.load_model(source.path, compile=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file becomes one line
+            raise ConfigError(f"cannot load the model {source.path}: {type(exc).__name__}: {exc}") from None
+        spec = tf.TensorSpec((None, N_MELS, SLICE_FRAMES, 1), tf.float32)
+        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        self._fn = convert_variables_to_constants_v2(concrete)
+        self._tf = tf
+        self._lock = threading.Lock()
+        self.predict(np.zeros((1, N_MELS, SLICE_FRAMES, 1), np.float32))  # warm-up: trace and allocate now
+        self.load_seconds = time.monotonic() - started
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of "good" for a batch of slices: ``(n, 128, 1291, 1)`` → ``(n,)``."""
+        if x.ndim != 4 or x.shape[1:] != (N_MELS, SLICE_FRAMES, 1):
+            raise ValueError(f"model input must be (n, {N_MELS}, {SLICE_FRAMES}, 1), got {x.shape}")
+        with self._lock:
+            out = self._fn(self._tf.constant(x, dtype=self._tf.float32))
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def track_probability(self, slice_scores: np.ndarray) -> float:
+        """The track's probability by the configured aggregation."""
+        return aggregate(slice_scores, self.aggregation, self.top_k)
+
+
+def load_scorer(cfg: Config, model: str | None = None) -> Scorer:
+    """Resolve ``model`` (default ``serve.model``) and load it with the configured aggregation."""
+    s = cfg.serve
+    return Scorer(resolve_model(cfg, model), s.aggregation, s.top_k, s.tf_threads)
+
+
+class TooShort(InputError):
+    """The audio holds no whole 30-s slice."""
+
+
+class TooLong(InputError):
+    """The audio is longer than the configured maximum duration."""
+
+
+@dataclass(frozen=True)
+class TrackScore:
+    """A scored track: ``score`` 0–100, its label, the decoded duration (seconds), whether
+    only the first ``max_duration_s`` were scored, and each slice's (start s, end s, score 0–100)."""
+
+    score: float
+    label: str
+    duration_s: float
+    truncated: bool
+    slices: list[tuple[float, float, float]]
+
+    def to_json(self, run_id: str) -> dict[str, object]:
+        """The /predict answer (scores with two decimals)."""
+        return {
+            "score": round(self.score, 2), "label": self.label, "duration_s": round(self.duration_s, 2),
+            "run_id": run_id, "truncated": self.truncated,
+            "slices": [{"start": round(a, 2), "end": round(b, 2), "score": round(s, 2)} for a, b, s in self.slices],
+        }
+
+
+def score_file(scorer: Scorer, path: str | os.PathLike[str], *, decode_timeout: float | None = 30.0,
+               max_duration_s: float | None = None, over_duration: str = "reject") -> TrackScore:
+    """Decode, featurise and score ``path``, each slice scored as soon as ffmpeg has decoded it.
+
+    Over ``max_duration_s`` seconds: :class:`TooLong` (``over_duration="reject"``), or only the
+    first ``max_duration_s`` seconds are scored (``"truncate"``). Under one slice:
+    :class:`TooShort`. Unreadable input or a decode past ``decode_timeout``: ``DecodeError``.
+    """
+    from deepcurator.stream import SliceStream, slice_times
+
+    limit = None
+    if max_duration_s is not None:
+        # "reject" decodes a little past the limit, to tell an over-long track from one at the limit.
+        limit = max_duration_s if over_duration == "truncate" else max_duration_s + 1.0
+    stream = SliceStream(path, timeout=decode_timeout, max_duration=limit)
+    probs = []
+    for x in stream:
+        probs.append(scorer.predict(x[None])[0])
+        if over_duration == "reject" and max_duration_s is not None and stream.duration_s > max_duration_s:
+            break
+    if max_duration_s is not None and over_duration == "reject" and stream.duration_s > max_duration_s:
+        raise TooLong(f"audio is longer than the {max_duration_s:.0f} s limit")
+    truncated = max_duration_s is not None and over_duration == "truncate" and stream.duration_s >= max_duration_s - 0.01
+    if not probs:
+        raise TooShort(f"audio is {stream.duration_s:.1f} s long; at least 30 s (one slice) is needed")
+    p = np.asarray(probs, dtype=np.float32)
+    score = 100.0 * scorer.track_probability(p)
+    slices = [(a, b, 100.0 * float(s)) for (a, b), s in zip(slice_times(len(p)), p)]
+    return TrackScore(score, label_of(score), stream.duration_s, truncated, slices)
