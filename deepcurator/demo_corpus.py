@@ -11,7 +11,7 @@ Layout of a corpus folder::
 
 Every track has a hidden production quality ``q`` in [0, 1]. Each fault of
 :mod:`deepcurator.synth` is present with a probability rising with ``1 - q`` and a strength
-``(1 - q) × U(0.6, 1)``; a track with ``q < 0.5`` has at least one. Popularity follows
+scaling with ``1 - q`` (:func:`draw_faults`); a track with ``q < 0.5`` has at least one. Popularity follows
 quality loosely: a latent ``z = q + N(0, pop_noise)`` drives want/have, the rating and the
 price, each with its own noise, so the item score of :mod:`deepcurator.labels` rises with ``q``.
 
@@ -34,6 +34,7 @@ FORMATS = ("flac", "ogg", "wav")
 FORMAT_P = (0.5, 0.12, 0.38)  # Vorbis encoding costs ~10 times the synthesis: fewer ogg
 DUPLICATE_P = 0.04  # share of ids linked from a second release, as in the real table
 POP_NOISE = 0.12
+SPECTRAL_FAULTS = ("hiss", "muddy", "clipping")  # the faults a spectrogram shows
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,16 @@ def youtube_like_id(rng: np.random.Generator) -> str:
 
 
 def draw_faults(rng: np.random.Generator, q: float) -> Faults:
-    """Faults of a track of quality ``q``: each present with probability
-    ``clip(1.1 (1 - q) - 0.15, 0, 0.65)``, strength ``(1 - q) × U(0.6, 1)``; at least one
-    when ``q < 0.5``."""
+    """Faults of a track of quality ``q``, severity ``1 - q``: each present with probability
+    ``clip(1.6 severity - 0.5, 0, 0.75)`` (none above q = 0.69), strength
+    ``clip(severity × U(0.75, 1.25), 0, 1)``. Below q = 0.5 at least one of the faults a
+    spectrogram shows (hiss, muddy, clipping) is present; which one is random."""
     severity = 1.0 - q
-    present = rng.random(len(FAULTS)) < np.clip(1.1 * severity - 0.15, 0.0, 0.65)
-    if severity > 0.5 and not present.any():
-        present[rng.integers(len(FAULTS))] = True
-    strength = severity * rng.uniform(0.6, 1.0, len(FAULTS)) * present
+    present = rng.random(len(FAULTS)) < np.clip(1.6 * severity - 0.5, 0.0, 0.75)
+    spectral = np.isin(FAULTS, SPECTRAL_FAULTS)
+    if severity > 0.5 and not (present & spectral).any():
+        present[rng.choice(np.flatnonzero(spectral))] = True
+    strength = np.clip(severity * rng.uniform(0.75, 1.25, len(FAULTS)), 0.0, 1.0) * present
     return Faults(**{name: round(float(s), 3) for name, s in zip(FAULTS, strength)})
 
 
@@ -215,9 +218,6 @@ def url_template(corpus_dir: str | os.PathLike[str]) -> str:
 
 
 # --- pictures -----------------------------------------------------------------------------
-
-SPECTRAL_FAULTS = ("hiss", "muddy", "clipping")
-
 
 def contrast_pair(truth: "pd.DataFrame") -> tuple["pd.Series", "pd.Series"]:  # noqa: F821
     """The highest-q track, and the lowest-q track among those with at least two of the faults

@@ -12,8 +12,8 @@ listener would call worse:
 - ``pitch``: wrong notes (a semitone off the scale) and chords/lead detuned against the bass
   (up to 50 cents);
 - ``clipping``: the master driven up to 18 dB into a hard clipper;
-- ``muddy``: the master low-passed (cutoff from 9 kHz down to 1 kHz);
-- ``hiss``: white noise at a signal-to-noise ratio from 40 dB down to 12 dB.
+- ``muddy``: the master low-passed after that (cutoff from 9 kHz down to 1 kHz);
+- ``hiss``: white noise added last, at a signal-to-noise ratio from 40 dB down to 12 dB.
 
 Besides the faults, every track varies in ways that are not faults (brightness of the
 instruments, hats level and pattern, part levels, loudness), so no single spectral cue
@@ -318,22 +318,26 @@ def render(spec: TrackSpec) -> np.ndarray:
 
 
 def master(mix: np.ndarray, spec: TrackSpec, rng: np.random.Generator) -> np.ndarray:
-    """The master chain: faults (muddy low-pass, hiss, drive into a hard clip), level and a
-    2-s fade-out. ``mix``: float32 ``(2, n)``; returns float32 ``(2, n)`` within [-1, 1]."""
+    """The master chain: level, then the faults in the order they would happen (drive into a
+    hard clip, a muddy low-pass, hiss on top), and a 2-s fade-out.
+
+    ``mix``: float32 ``(2, n)``; returns float32 ``(2, n)`` within [-0.98, 0.98].
+    """
     f = spec.faults
-    if f.muddy > 0:
-        mix = lowpass(mix, 9000 * (1000 / 9000) ** f.muddy, order=4)
-    rms = float(np.sqrt(np.mean(mix**2))) + 1e-9
-    if f.hiss > 0:
-        snr_db = 40 - 28 * f.hiss
-        mix = mix + rng.standard_normal(mix.shape, dtype=np.float32) * (rms * 10 ** (-snr_db / 20))
-        rms = float(np.sqrt(np.mean(mix**2)))
-    mix = mix * (10 ** (spec.level_db / 20) / rms)
+    mix = mix * np.float32(10 ** (spec.level_db / 20) / (float(np.sqrt(np.mean(mix**2))) + 1e-9))
     peak = float(np.abs(mix).max())
     if peak > 0.98:  # a clean master never clips: the level gives way
-        mix *= 0.98 / peak
+        mix *= np.float32(0.98 / peak)
     if f.clipping > 0:
-        mix = np.clip(mix * 10 ** ((3 + 15 * f.clipping) / 20), -0.98, 0.98)
+        mix = np.clip(mix * np.float32(10 ** ((3 + 15 * f.clipping) / 20)), -0.98, 0.98)
+    if f.muddy > 0:
+        mix = lowpass(mix, 9000 * (1000 / 9000) ** f.muddy, order=4)
+    if f.hiss > 0:
+        rms = float(np.sqrt(np.mean(mix**2)))
+        mix = mix + rng.standard_normal(mix.shape, dtype=np.float32) * np.float32(rms * 10 ** (-(40 - 28 * f.hiss) / 20))
+    peak = float(np.abs(mix).max())
+    if peak > 0.98:
+        mix *= np.float32(0.98 / peak)
     n = mix.shape[1]
     fade = min(n, 2 * SR)
     mix[:, n - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
