@@ -216,7 +216,7 @@ def duration_guard(ydl: Any, max_duration_s: float, ffmpeg: str) -> Any:
             try:
                 seconds = probe_duration(info["filepath"], ffmpeg)
             except (ValueError, subprocess.TimeoutExpired) as exc:
-                raise PostProcessingError(f"ffmpeg: {exc}") from None
+                raise PostProcessingError(str(exc)) from None
             if seconds is not None and seconds > max_duration_s:
                 too_long = TooLong(f"{seconds:.0f} s is longer than {max_duration_s:.0f} s")
                 raise PostProcessingError(str(too_long)) from too_long
