@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,6 +215,15 @@ def test_rate_limit_pauses_and_retries(media: Path, tmp_path: Path) -> None:
         assert len(srv.requests) == 3 * per_try
 
 
+def test_limit_downloads_only_that_many(media: Path, tmp_path: Path) -> None:
+    cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
+                                "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
+    store = open_store(cfg)
+    put_labels(store, ["src", "long", "trunc"])
+    assert download.run_stage(cfg, store, limit=1).done == 1
+    assert list(store.list("audio/")) == ["audio/src.mp3"] and reasons(store) == {}
+
+
 def test_keep_source(media: Path, tmp_path: Path) -> None:
     cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
                                 "download": {"url_template": f"file://{media}/{{id}}.ogg", "keep_source": True}})
@@ -253,7 +263,8 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
 
         second = run_cli("--config", str(conf), "download", cwd=tmp_path, timeout=300)
         assert second.returncode == 0, second.stderr
-        assert "done" in second.stdout and "failed 2" in second.stdout
+        assert "failed 2 (ffmpeg 1, unavailable 1)" in second.stdout
+        assert re.search(r"bytes [\d.]+ [KM]B, elapsed [\d.]+ s", second.stdout), second.stdout
         logged = reasons(store)
         stored = audio_keys(store)
         assert logged == {"missing": "unavailable", "noise": "ffmpeg"}
