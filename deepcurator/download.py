@@ -26,12 +26,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepcurator.config import Config, DownloadConfig
 from deepcurator.errors import ConfigError, InputError
 from deepcurator.failures import FailureLog
 from deepcurator.store import Store
+
+if TYPE_CHECKING:
+    from deepcurator.parallel import Summary
 
 STAGE = "download"
 REASONS = ("unavailable", "rate_limited", "network", "ffmpeg", "too_long", "other")
@@ -213,7 +216,7 @@ def duration_guard(ydl: Any, max_duration_s: float, ffmpeg: str) -> Any:
             try:
                 seconds = probe_duration(info["filepath"], ffmpeg)
             except (ValueError, subprocess.TimeoutExpired) as exc:
-                raise PostProcessingError(f"ffmpeg: {exc}") from None
+                raise PostProcessingError(str(exc)) from None
             if seconds is not None and seconds > max_duration_s:
                 too_long = TooLong(f"{seconds:.0f} s is longer than {max_duration_s:.0f} s")
                 raise PostProcessingError(str(too_long)) from too_long
@@ -291,7 +294,8 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
     from yt_dlp.utils import YoutubeDLError
 
     url = url_for(cfg.url_template, item_id)
-    for attempt in range(cfg.rate_limit_retries + 1):
+    attempt = 0
+    while True:
         _PACER.wait()
         with tempfile.TemporaryDirectory(prefix="deepcurator-dl-") as tmp:
             try:
@@ -303,10 +307,10 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
                 size = path.stat().st_size
                 store.put_file(key, path)
                 return Outcome(item_id, key=key, bytes=size)
-        if reason != "rate_limited" or attempt == cfg.rate_limit_retries:
+        if reason != "rate_limited" or attempt >= cfg.rate_limit_retries:
             return Outcome(item_id, reason=reason, detail=detail)
         _PACER.pause(cfg.rate_limit_backoff_s * 2 ** attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+        attempt += 1
 
 
 def _detail(exc: BaseException) -> str:
@@ -357,15 +361,18 @@ def plan(ids: Iterable[str], stored: set[str], log: FailureLog, retry: Iterable[
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    """``n`` bytes as a short readable size (``512 B``, ``3.4 MB``)."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB"):
         n /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GB"
 
 
 def run_stage(config: Config, store: Store, *, retry: Iterable[str] = (), limit: int | None = None,
-              workers: int | None = None) -> Any:
+              workers: int | None = None) -> Summary:
     """Download every labelled id not yet done; returns the :class:`~deepcurator.parallel.Summary`.
 
     ``retry`` names the failure reasons to try again (``--retry-failed``). The failure log is

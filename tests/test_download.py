@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -214,6 +215,15 @@ def test_rate_limit_pauses_and_retries(media: Path, tmp_path: Path) -> None:
         assert len(srv.requests) == 3 * per_try
 
 
+def test_limit_downloads_only_that_many(media: Path, tmp_path: Path) -> None:
+    cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
+                                "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
+    store = open_store(cfg)
+    put_labels(store, ["src", "long", "trunc"])
+    assert download.run_stage(cfg, store, limit=1).done == 1
+    assert list(store.list("audio/")) == ["audio/src.mp3"] and reasons(store) == {}
+
+
 def test_keep_source(media: Path, tmp_path: Path) -> None:
     cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
                                 "download": {"url_template": f"file://{media}/{{id}}.ogg", "keep_source": True}})
@@ -233,12 +243,12 @@ def test_cli_without_labels_is_a_clear_error(tmp_path: Path) -> None:
 def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, rerun: each id ends whole in the store or once in the failure log; a
     third run downloads nothing."""
-    good = [f"good_{i}" for i in range(8)]
+    good = [f"good_{i}" for i in range(6)]
     files = {i: "src.m4a" for i in good} | {"noise": "noise.m4a"}
     with AudioServer(serve_dir(media, tmp_path / "www", files)) as srv:
         cfg = with_download(cfg, url_template=srv.url_template, workers=2, timeout_s=5, retries=0)
         store = open_store(cfg)
-        ids = [*good[:4], "missing", "noise", *good[4:]]
+        ids = [*good[:3], "missing", "noise", *good[3:]]
         put_labels(store, ids)
         conf = write_config(cfg, tmp_path / "config.yml")
         proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(conf), "download"],
@@ -253,7 +263,8 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
 
         second = run_cli("--config", str(conf), "download", cwd=tmp_path, timeout=300)
         assert second.returncode == 0, second.stderr
-        assert "done" in second.stdout and "failed 2" in second.stdout
+        assert "failed 2 (ffmpeg 1, unavailable 1)" in second.stdout
+        assert re.search(r"bytes [\d.]+ [KM]B, elapsed [\d.]+ s", second.stdout), second.stdout
         logged = reasons(store)
         stored = audio_keys(store)
         assert logged == {"missing": "unavailable", "noise": "ffmpeg"}
@@ -263,7 +274,7 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
 
         srv.requests.clear()
         third = run_cli("--config", str(conf), "download", cwd=tmp_path, timeout=120)
-        assert third.returncode == 0 and "done 0" in third.stdout and "skipped 10" in third.stdout
+        assert third.returncode == 0 and "done 0" in third.stdout and "skipped 8" in third.stdout
         assert srv.requests == []
         assert audio_keys(store) == stored and reasons(store) == logged
 
@@ -282,3 +293,17 @@ def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
     missing = with_download(cfg, cookies=str(tmp_path / "nope.txt"))
     with pytest.raises(ConfigError, match="cookies"):
         download.run_stage(missing, store)
+
+
+def test_runs_on_a_dask_cluster(media: Path, tmp_path: Path) -> None:
+    """With executor.dask_scheduler set, the same stage runs its downloads on Dask workers."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
+                                    "executor": {"dask_scheduler": cluster.scheduler_address},
+                                    "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
+        store = open_store(cfg)
+        put_labels(store, ["src", "noise", "missing"])
+        summary = download.run_stage(cfg, store)
+    assert summary.done == 1 and reasons(store) == {"noise": "ffmpeg", "missing": "unavailable"}
+    check_mp3(store, "audio/src.mp3", tmp_path)
