@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.conftest import run_cli
+from conftest import run_cli
 
 TRACKS = 24
 
