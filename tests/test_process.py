@@ -122,7 +122,7 @@ def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str,
     assert all(np.load(p).shape == (128, 2800) for p in (root / "features").glob("t*.npy"))
 
 
-def test_process_help_and_empty_store(tmp_path: Path) -> None:
+def test_cli_on_an_empty_store(tmp_path: Path) -> None:
     cfg_file = write_config(Config(), tmp_path / "config.yml")
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
     proc = run_cli("--config", str(cfg_file), "process", "--workers", "1", cwd=tmp_path)
