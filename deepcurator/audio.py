@@ -30,6 +30,11 @@ SAMPLE_RATE = 22050
 # downmix, so only one channel is resampled.
 _MEAN_DOWNMIX = "out_chlayout=mono:clev=0.5:slev=1:lfe_mix_level=0.7071067811865476:rematrix_maxval=1"
 
+# ffmpeg (7 and later) runs demuxer, decoder, filters, encoder and muxer in threads that hand
+# every frame on; regrouping the output into 16,384-sample frames (0.74 s) instead of mp3's
+# 1,152 cuts the hand-offs after the filter by 14x. The samples are unchanged.
+_REGROUP = "asetnsamples=n=16384:p=0"
+
 
 class DecodeError(InputError):
     """The file could not be decoded as audio (corrupt, not audio, or no audio stream)."""
@@ -71,7 +76,7 @@ def decode_command(
         cmd.remove("-nostdin")
     if max_duration is not None:
         cmd += ["-t", f"{max_duration:.3f}"]
-    return cmd + ["-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX}",
+    return cmd + ["-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX},{_REGROUP}",
                   "-f", "f32le", "-c:a", "pcm_f32le", "-"]
 
 

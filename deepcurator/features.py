@@ -28,7 +28,6 @@ N_MELS = 128
 AMIN = 1e-10
 SLICE_FRAMES = 1291  # 30 s · 22,050 Hz / 512
 SLICE_SECONDS = SLICE_FRAMES * HOP / SAMPLE_RATE
-FRAMES_PER_SECOND = SAMPLE_RATE / HOP
 STORED_DTYPE = np.float16
 
 _BLOCK = 256  # frames per FFT block: 2 MiB of windowed samples, stays in cache

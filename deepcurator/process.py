@@ -108,8 +108,8 @@ def track_features(path: str | os.PathLike[str], cfg: ProcessConfig) -> np.ndarr
         raise TrackFailure("too_short", f"{seconds:.1f} s of audio; one slice needs {features.SLICE_SECONDS:.1f} s")
     peak = float(np.max(np.abs(y)))
     if peak <= 10.0 ** (cfg.silence_dbfs / 20.0):
-        level = f"{20 * np.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
-        raise TrackFailure("silent", f"loudest sample {level} (threshold {cfg.silence_dbfs:g} dBFS) over {seconds:.1f} s")
+        level = f"loudest sample {20 * np.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
+        raise TrackFailure("silent", f"{level} over {seconds:.1f} s (threshold {cfg.silence_dbfs:g} dBFS)")
     return features.quantize(features.logmel(y))
 
 

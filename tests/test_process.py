@@ -122,9 +122,20 @@ def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str,
     assert all(np.load(p).shape == (128, 2800) for p in (root / "features").glob("t*.npy"))
 
 
-def test_process_help_and_empty_store(tmp_path: Path) -> None:
+def test_cli_on_an_empty_store(tmp_path: Path) -> None:
     cfg_file = write_config(Config(), tmp_path / "config.yml")
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
     proc = run_cli("--config", str(cfg_file), "process", "--workers", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "process: done 0, skipped 0, failed 0" in proc.stdout
+
+
+def test_track_level_reasons_timeout_and_length_cap(tracks: dict[str, Path]) -> None:
+    from deepcurator.config import ProcessConfig
+    from deepcurator.process import TrackFailure, track_features
+
+    with pytest.raises(TrackFailure) as caught:
+        track_features(tracks["good.mp3"], ProcessConfig(decode_timeout_s=0.001))
+    assert caught.value.reason == "timeout"
+    capped = track_features(tracks["good.mp3"], ProcessConfig(max_duration_s=31.0))
+    assert capped.shape == (128, 1 + int(31.0 * 22050) // 512) and capped.dtype == np.float16
