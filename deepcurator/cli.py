@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "demo": "run the whole pipeline offline on a generated corpus",
 }
 
+STORE_WRITERS = {"labels", "download", "process", "train", "evaluate"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -59,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config.load(args.config)
+        if args.command in STORE_WRITERS:
+            from deepcurator.store import open_store
+
+            open_store(cfg).remove_stale_temps()
         return int(args._module.run(args, cfg) or 0)
     except DeepCuratorError as exc:
         print(f"deepcurator {args.command}: error: {exc}", file=sys.stderr)
