@@ -86,6 +86,33 @@ def export_model(model: Any, width: float, path: Path) -> None:
     clean.save(path)
 
 
+def make_train_step(model: Any, strategy: Any, global_batch: int) -> Any:
+    """A compiled step: ``step(x, y)`` → (mean loss, correct predictions) of one global batch,
+    split across the strategy's replicas; the model's optimizer (a LossScaleOptimizer around
+    Adam under mixed precision) applies the gradients."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = model.optimizer
+
+    @tf.function(jit_compile=False)  # XLA made CPU training 7x slower here
+    def train_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                p = model(x, training=True)
+                loss = tf.reduce_sum(keras.losses.binary_crossentropy(y, p)) / global_batch
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply(grads, model.trainable_variables)
+            correct = tf.reduce_sum(tf.cast(tf.equal(p >= 0.5, y >= 0.5), tf.float32))
+            return loss, correct
+
+        loss, correct = strategy.run(step, args=(x, y))
+        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", correct, axis=None)
+
+    return train_step
+
+
 def log_scalars(writer: Any, step: int, values: dict[str, float]) -> None:
     """Write TensorBoard scalars with TensorFlow's own summary op (the ``tensorboard`` package
     is only needed to view them: ``tensorboard --logdir runs/<run_id>/tensorboard``)."""
@@ -159,22 +186,7 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
             lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=tc.epochs * steps_per_epoch,
                                                         alpha=tc.final_lr_fraction)
             model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy", jit_compile=False)
-    optimizer = model.optimizer  # a LossScaleOptimizer around Adam under mixed precision
-
-    @tf.function(jit_compile=False)  # XLA made CPU training 7x slower here
-    def train_step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        def step(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            with tf.GradientTape() as tape:
-                p = model(x, training=True)
-                loss = tf.reduce_sum(keras.losses.binary_crossentropy(y, p)) / global_batch
-                scaled = optimizer.scale_loss(loss)
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply(grads, model.trainable_variables)
-            correct = tf.reduce_sum(tf.cast(tf.equal(p >= 0.5, y >= 0.5), tf.float32))
-            return loss, correct
-
-        loss, correct = strategy.run(step, args=(x, y))
-        return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", correct, axis=None)
+    train_step = make_train_step(model, strategy, global_batch)
 
     # 4. The loop --------------------------------------------------------------------------
     state = state or {"run_id": run_id, "epoch": 0, "history": [], "best_epoch": None, "best_val_roc_auc": None,
@@ -198,7 +210,7 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
                   "val_loss": binary_cross_entropy(val_items.label, val_p),
                   "val_accuracy": val["slice"]["accuracy"], "val_roc_auc": val["slice"]["roc_auc"],
                   "val_track_roc_auc": val["track"]["roc_auc"],
-                  "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+                  "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
                   "seconds": round(time.monotonic() - started, 3)}
         log_scalars(writer, epoch, {k: v for k, v in record.items() if k != "epoch" and v is not None})
 

@@ -23,7 +23,7 @@ def make_features(folder: Path, per_class: int = 8) -> dict[str, tuple[np.ndarra
     out = {}
     for label in (0, 1):
         for i in range(per_class):
-            seconds = 35 + (i * 37) % 36
+            seconds = 35 + (i * 13) % 36  # 35-70 s: one or two slices
             freq = 1200.0 + 90 * i if label else 70.0 + 9 * i
             path = make_audio(folder / f"{label}_{i}.wav", seconds, sr=22050, channels=1, freq=freq)
             S = features.quantize(features.logmel(audio.decode(path)))
