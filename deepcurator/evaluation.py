@@ -59,7 +59,8 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     p = np.asarray(p, dtype=np.float64)
     both = len(np.unique(y)) == 2
     curve = reliability(y, p)
-    ece = float(np.sum(np.abs(np.subtract(curve["fraction_good"], curve["mean_score"])) * curve["count"]) / max(1, len(y)))
+    gaps = np.abs(np.subtract(curve["fraction_good"], curve["mean_score"]))
+    ece = round(float(np.sum(gaps * curve["count"]) / max(1, len(y))), 6)
     return {
         "n": int(len(y)),
         "n_good": int(y.sum()),

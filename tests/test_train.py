@@ -67,6 +67,26 @@ def test_splits_reject_bad_fractions_and_duplicate_ids() -> None:
         make_splits(labels.iloc[:2], 0.6, 0.5, 0)
 
 
+# -- metrics -------------------------------------------------------------------------------
+
+def test_track_score_is_the_mean_of_its_slices_and_metrics_match_sklearn() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from deepcurator.evaluation import binary_metrics, track_scores
+
+    np.testing.assert_allclose(track_scores(np.array([0.2, 0.4, 0.9, 0.5]), np.array([0, 0, 2, 2]), 3),
+                               [0.3, np.nan, 0.7])
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.1, 0.6, 0.8, 0.4, 0.95, 0.3])
+    m = binary_metrics(y, p)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    assert m["confusion"] == [[2, 1], [1, 2]]
+    assert sum(m["reliability"]["count"]) == 6
+    assert binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]))["roc_auc"] is None  # one class: no AUC
+
+
 # -- pipeline -------------------------------------------------------------------------------
 
 def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_path: Path) -> None:
@@ -114,6 +134,7 @@ def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> No
     assert np.std(before) > 0
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, feats: dict, tmp_path: Path) -> None:
     import keras
 
@@ -186,6 +207,7 @@ def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
 
 # -- kill -9 mid-epoch, then --resume -------------------------------------------------------
 
+@pytest.mark.slow
 def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, tmp_path: Path) -> None:
     cfg = with_train(config_mod.from_dict({"store": {"path": str(tmp_path / "store")}}), tmp_path,
                      batch_size=2, epochs=3, patience=10)
