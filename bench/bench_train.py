@@ -110,7 +110,7 @@ def main() -> None:
     print(f"(a) tf.data from store: {from_store:.2f} slices/s = {100 * from_store / in_memory:.0f} % of (b)")
     print(f"forward FLOPs per slice: {flops / 1e9:.3f} GFLOP; training (~3x forward) achieved "
           f"{3 * flops * from_store / 1e9:.1f} GFLOP/s (pipeline), {3 * flops * in_memory / 1e9:.1f} GFLOP/s (in memory)")
-    print(f"peak RSS of this process: {peak_gb:.2f} GB")
+    print(f"peak RSS of this process: {peak_gb:.2f} GiB")
 
 
 if __name__ == "__main__":
