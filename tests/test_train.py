@@ -150,7 +150,13 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     for name in ("model.keras", "metrics.json", "splits.csv", "config.yml", "MODEL_CARD.md", "state.json",
                  "roc.png", "training_curves.png", "score_histograms.png", "reliability.png", "predictions.csv"):
         assert store.exists(f"runs/r1/{name}"), name
-    assert any(k.startswith("runs/r1/tensorboard/events.out.tfevents") for k in store.list("runs/r1/"))
+    events = [k for k in store.list("runs/r1/tensorboard/") if "events.out.tfevents" in k]
+    assert len(events) == 1
+    store.get_file(events[0], tmp_path / "events")
+    import tensorflow as tf
+
+    tags = [(e.step, v.tag) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / "events")) for v in e.summary.value]
+    assert (1, "val_roc_auc") in tags and (2, "learning_rate") in tags
     state = json.loads(store.get_bytes("runs/r1/state.json"))
     assert [h["epoch"] for h in state["history"]] == [1, 2] and state["finished"]
 
