@@ -19,7 +19,6 @@ the one ``state.json`` committed, so the resumed run records each epoch once.
 from __future__ import annotations
 
 import io
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -152,7 +151,8 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
         if store.exists(runs.key(run_id, "config.yml")):
             raise InputError(f"run {run_id} already exists; pass --resume {run_id} to continue it")
         tc, state, splits = cfg.train, None, None
-    work = Path(tempfile.mkdtemp(prefix=f"deepcurator-run-{run_id}-"))
+    scratch = tempfile.TemporaryDirectory(prefix=f"deepcurator-run-{run_id}-")  # removed on exit, error or not
+    work = Path(scratch.name)
     cache_dir = Path(cfg.train.cache_dir) if cfg.train.cache_dir else None
 
     # 2. The data --------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
     state["finished"] = True
     runs.write_json(store, runs.key(run_id, "state.json"), state)
     store.put_bytes(runs.LATEST, f"{run_id}\n".encode())
-    shutil.rmtree(work, ignore_errors=True)
+    scratch.cleanup()
     test = metrics["test"]["track"]
     print(f"train: run {run_id} finished (best epoch {state['best_epoch']}); test tracks ROC-AUC {_fmt(test['roc_auc'])}, "
           f"accuracy {_fmt(test['accuracy'])} -> {store.describe()}/runs/{run_id}/")
