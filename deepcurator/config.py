@@ -101,6 +101,7 @@ class TrainConfig:
     batch_size: int = 16
     epochs: int = 30
     learning_rate: float = 1e-3
+    final_lr_fraction: float = 0.01  # cosine decay ends at learning_rate × this
     patience: int = 5
     seed: int = 1234
     val_fraction: float = 0.15

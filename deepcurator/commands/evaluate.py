@@ -1,4 +1,5 @@
-"""Not built yet."""
+"""Re-evaluate a saved run from the store (its model.keras on its own splits) and rewrite its
+metrics.json, plots and MODEL_CARD.md."""
 
 from __future__ import annotations
 
@@ -8,9 +9,25 @@ from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This stage takes no options yet."""
+    parser.add_argument("run", nargs="?", default="latest", help="run id, or 'latest' (default)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    print("deepcurator evaluate: not built yet")
-    return 1
+    from deepcurator import runs
+    from deepcurator.report import evaluate_run
+    from deepcurator.store import open_store
+
+    store = open_store(cfg)
+    run_id = runs.resolve(store, args.run)
+    metrics = evaluate_run(cfg, store, run_id)
+    for split in ("val", "test"):
+        for level in ("slice", "track"):
+            m, b = metrics[split][level], metrics["baseline"][split][level]
+            print(f"evaluate {run_id}: {split} {level}s n={m['n']}: ROC-AUC {_f(m['roc_auc'])} PR-AUC {_f(m['pr_auc'])} "
+                  f"accuracy {_f(m['accuracy'])} (baseline ROC-AUC {_f(b['roc_auc'])})")
+    print(f"evaluate: wrote {store.describe()}/runs/{run_id}/metrics.json")
+    return 0
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

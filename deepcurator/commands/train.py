@@ -1,4 +1,6 @@
-"""Not built yet."""
+"""Train the CNN on the stored features and write a run to runs/<run_id>/: the best model by
+validation ROC-AUC (model.keras), checkpoints, TensorBoard logs, then the evaluation on the
+test split (metrics.json, plots, MODEL_CARD.md). A killed run continues with --resume."""
 
 from __future__ import annotations
 
@@ -8,9 +10,14 @@ from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This stage takes no options yet."""
+    parser.add_argument("--run-id", help="name of the new run (default: the UTC time, YYYYmmdd-HHMMSS)")
+    parser.add_argument("--resume", nargs="?", const="auto", metavar="RUN",
+                        help="continue a killed run from its last checkpoint (default: the newest unfinished run)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    print("deepcurator train: not built yet")
-    return 1
+    from deepcurator.store import open_store
+    from deepcurator.training import train
+
+    train(cfg, open_store(cfg), run_id=args.run_id, resume=args.resume)
+    return 0

@@ -1,0 +1,253 @@
+"""Training and evaluation on small real-audio features made by the project's own code:
+splits, the input pipeline, train → save → reload → evaluate, kill -9 and --resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepcurator import config as config_mod
+from deepcurator import features
+from deepcurator.errors import InputError
+from deepcurator.splits import class_balance, make_splits
+from deepcurator.store import LocalStore, open_store
+
+from conftest import cli_env, run_cli, write_config
+from train_fixtures import make_features, put_dataset
+
+TRAIN = {"width": 0.125, "batch_size": 4, "epochs": 2, "patience": 5, "val_fraction": 0.25, "test_fraction": 0.25}
+
+
+@pytest.fixture(scope="session")
+def feats(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return make_features(tmp_path_factory.mktemp("train-audio"))
+
+
+def with_train(cfg: config_mod.Config, tmp_path: Path, **train: object) -> config_mod.Config:
+    data = cfg.to_dict(redact=False)
+    data["train"].update({**TRAIN, "cache_dir": str(tmp_path / "cache"), **train})
+    return config_mod.from_dict(data)
+
+
+# -- splits ---------------------------------------------------------------------------------
+
+def test_splits_are_disjoint_by_track_stratified_and_deterministic() -> None:
+    labels = pd.DataFrame({"youtube_id": [f"id{i:03d}" for i in range(200)], "label": [i % 3 == 0 for i in range(200)]})
+    labels["label"] = labels["label"].astype(int)
+    a = make_splits(labels, 0.15, 0.15, seed=1)
+    b = make_splits(labels.sample(frac=1, random_state=3), 0.15, 0.15, seed=1)  # input order does not matter
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(make_splits(labels, 0.15, 0.15, seed=2))
+    assert a["youtube_id"].is_unique and set(a["youtube_id"]) == set(labels["youtube_id"])
+    assert set(a["split"]) == {"train", "val", "test"}
+    merged = a.merge(labels, on="youtube_id", suffixes=("", "_true"))
+    assert (merged["label"] == merged["label_true"]).all()
+    bal = class_balance(a)
+    assert bal["test"] == {"tracks": 30, "good": 10, "not_good": 20}  # 15 % of each class
+    assert bal["val"] == {"tracks": 30, "good": 10, "not_good": 20}
+    assert sum(v["tracks"] for v in bal.values()) == 200
+
+
+def test_splits_reject_bad_fractions_and_duplicate_ids() -> None:
+    labels = pd.DataFrame({"youtube_id": ["a", "b", "a"], "label": [0, 1, 1]})
+    with pytest.raises(InputError, match="twice"):
+        make_splits(labels, 0.2, 0.2, 0)
+    with pytest.raises(InputError, match="fraction"):
+        make_splits(labels.iloc[:2], 0.6, 0.5, 0)
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+def test_track_score_is_the_mean_of_its_slices_and_metrics_match_sklearn() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from deepcurator.evaluation import binary_metrics, track_scores
+
+    np.testing.assert_allclose(track_scores(np.array([0.2, 0.4, 0.9, 0.5]), np.array([0, 0, 2, 2]), 3),
+                               [0.3, np.nan, 0.7])
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.1, 0.6, 0.8, 0.4, 0.95, 0.3])
+    m = binary_metrics(y, p)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    assert m["confusion"] == [[2, 1], [1, 2]]
+    assert sum(m["reliability"]["count"]) == 6
+    assert binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]))["roc_auc"] is None  # one class: no AUC
+
+
+# -- pipeline -------------------------------------------------------------------------------
+
+def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_path: Path) -> None:
+    from deepcurator.dataset import build_index, fixed_slices, make_dataset, training_slices
+
+    store = LocalStore(tmp_path / "store")
+    put_dataset(store, feats)
+    tracks = pd.DataFrame([(k, lab) for k, (_, lab) in feats.items()], columns=["youtube_id", "label"])
+    index = build_index(store, tracks, None)
+    assert len(index) == len(feats)
+    items = fixed_slices(index)
+    expected = np.concatenate([features.model_input(feats[i][0]) for i in index["youtube_id"]])
+    x = np.concatenate([xb.numpy() for xb, _ in make_dataset(items, 3, training=False)])
+    np.testing.assert_array_equal(x, expected)  # exactly what the server feeds the model
+
+    one = training_slices(index, epoch=1, seed=5, random_crops=True)
+    again = training_slices(index, epoch=1, seed=5, random_crops=True)
+    other = training_slices(index, epoch=2, seed=5, random_crops=True)
+    np.testing.assert_array_equal(one.start, again.start)
+    assert not np.array_equal(one.start, other.start)
+    assert sorted(one.track) == sorted(items.track)  # as many windows per track as slices
+    assert (one.start + features.SLICE_FRAMES <= index["n_frames"].to_numpy()[one.track]).all()
+    batches = list(make_dataset(one, 4, training=True))
+    assert len(batches) == len(one) // 4 and batches[0][0].shape == (4, 128, 1291, 1)
+
+
+# -- train, save, reload, evaluate ----------------------------------------------------------
+
+def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
+    import keras
+
+    from deepcurator.model import build_model
+    from deepcurator.training import export_model
+
+    x = np.concatenate([features.model_input(S) for S, _ in list(feats.values())[:6]])
+    y = np.array([lab for S, lab in list(feats.values())[:6] for _ in range(features.n_slices(S.shape[1]))], np.float32)
+    keras.utils.set_random_seed(0)
+    model = build_model(0.125)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # moves the weights and BatchNorm statistics
+    before = model.predict(x, verbose=0)
+    export_model(model, 0.125, tmp_path / "model.keras")
+    after = keras.saving.load_model(tmp_path / "model.keras").predict(x, verbose=0)
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
+    assert np.std(before) > 0
+
+
+@pytest.mark.slow
+def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, feats: dict, tmp_path: Path) -> None:
+    import keras
+
+    from deepcurator.dataset import build_index, fixed_slices
+    from deepcurator.evaluation import predict
+    from deepcurator.training import train
+
+    cfg = with_train(cfg, tmp_path)
+    store = open_store(cfg)
+    put_dataset(store, feats)
+    run_id = train(cfg, store, run_id="r1")
+    assert store.get_bytes("runs/latest").decode().strip() == "r1"
+    for name in ("model.keras", "metrics.json", "splits.csv", "config.yml", "MODEL_CARD.md", "state.json",
+                 "roc.png", "training_curves.png", "score_histograms.png", "reliability.png", "predictions.csv"):
+        assert store.exists(f"runs/r1/{name}"), name
+    events = [k for k in store.list("runs/r1/tensorboard/") if "events.out.tfevents" in k]
+    assert len(events) == 1
+    store.get_file(events[0], tmp_path / "events")
+    import tensorflow as tf
+
+    tags = [(e.step, v.tag) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / "events")) for v in e.summary.value]
+    assert (1, "val_roc_auc") in tags and (2, "learning_rate") in tags
+    state = json.loads(store.get_bytes("runs/r1/state.json"))
+    assert [h["epoch"] for h in state["history"]] == [1, 2] and state["finished"]
+
+    splits = pd.read_csv(io.BytesIO(store.get_bytes("runs/r1/splits.csv")), dtype={"youtube_id": str})
+    assert splits["youtube_id"].is_unique and set(splits["youtube_id"]) == set(feats)
+    metrics = json.loads(store.get_bytes("runs/r1/metrics.json"))
+    assert metrics["run_id"] == run_id
+    for part in (metrics["test"], metrics["val"], metrics["baseline"]["test"], metrics["baseline"]["val"]):
+        for level in ("slice", "track"):
+            assert {"accuracy", "roc_auc", "pr_auc", "confusion", "reliability"} <= set(part[level])
+    assert metrics["test"]["track"]["n"] == (splits["split"] == "test").sum()
+    assert metrics["baseline"]["test"]["track"]["roc_auc"] > 0.9  # the classes are easy for band statistics
+    card = store.get_bytes("runs/r1/MODEL_CARD.md").decode()
+    assert "sought-after on Discogs" in card and "ROC-AUC" in card
+
+    # The stored model, reloaded, gives the scores recorded in predictions.csv.
+    model_path = tmp_path / "model.keras"
+    store.get_file("runs/r1/model.keras", model_path)
+    model = keras.saving.load_model(model_path)
+    test = build_index(store, splits[splits["split"] == "test"].reset_index(drop=True), tmp_path / "cache")
+    items = fixed_slices(test)
+    p = predict(model, items, 4)
+    track = np.bincount(items.track, weights=p) / np.bincount(items.track) * 100
+    preds = pd.read_csv(io.BytesIO(store.get_bytes("runs/r1/predictions.csv")), dtype={"youtube_id": str})
+    stored = preds[preds["split"] == "test"].set_index("youtube_id").loc[test["youtube_id"], "score"]
+    np.testing.assert_allclose(track, stored.to_numpy(), atol=2e-3)
+
+    # `deepcurator evaluate` on the stored run writes the same metrics.
+    store.delete("runs/r1/metrics.json")
+    proc = run_cli("--config", str(write_config(cfg, tmp_path / "config.yml")), "evaluate", "latest", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test tracks" in proc.stdout
+    again = json.loads(store.get_bytes("runs/r1/metrics.json"))
+    for key in ("val", "test", "baseline", "data", "training"):
+        assert _close(again[key], metrics[key]), key
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)  # type: ignore[union-attr]
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))  # type: ignore[arg-type]
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-6
+    return a == b
+
+
+def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")}})
+    (tmp_path / "config.yml").write_text("")
+    proc = run_cli("--config", str(write_config(cfg, tmp_path / "config.yml")), "train", cwd=tmp_path)
+    assert proc.returncode == 2 and "labels.csv is not in" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- kill -9 mid-epoch, then --resume -------------------------------------------------------
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, tmp_path: Path) -> None:
+    cfg = with_train(config_mod.from_dict({"store": {"path": str(tmp_path / "store")}}), tmp_path,
+                     batch_size=2, epochs=3, patience=10)
+    store = open_store(cfg)
+    put_dataset(store, feats)
+    config_file = write_config(cfg, tmp_path / "config.yml")
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config_file), "train", "--run-id", "k1"],
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = io.StringIO()
+    mid_epoch_2 = threading.Event()
+
+    def watch() -> None:  # tqdm's progress: "epoch 2/3:  33%|...| 2/6" means a step of epoch 2 is done
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+            seen.write(chunk.decode(errors="replace"))
+            if re.search(r"epoch 2/3:.*\| [1-9]\d*/\d+ \[", seen.getvalue()):
+                mid_epoch_2.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert mid_epoch_2.wait(timeout=240), seen.getvalue()[-3000:]
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    state = json.loads(store.get_bytes("runs/k1/state.json"))
+    assert state["epoch"] == 1 and not state["finished"]  # killed inside epoch 2, before its checkpoint
+    assert not store.exists("runs/latest")
+
+    resumed = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming run k1 after epoch 1" in resumed.stdout
+    state = json.loads(store.get_bytes("runs/k1/state.json"))
+    assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and state["finished"]
+    lrs = [h["learning_rate"] for h in state["history"]]
+    assert lrs[0] > lrs[1] > lrs[2]  # the schedule continued from the restored optimizer step
+    assert store.get_bytes("runs/latest").decode().strip() == "k1"
+    assert len(list(store.list("runs/k1/checkpoint/"))) <= 2  # the last and the best
+    again = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path)
+    assert again.returncode == 2 and "no unfinished run" in again.stderr
