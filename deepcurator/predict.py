@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deepcurator import features
 from deepcurator.config import Config
 from deepcurator.errors import ConfigError, InputError, StoreError
-from deepcurator import features
 from deepcurator.features import N_MELS, SLICE_FRAMES
 from deepcurator.stream import SLICE_SAMPLES
 
@@ -62,8 +63,7 @@ def _download_url(cfg: Config, url: str) -> Path:
         return dest
     try:
         if parsed.scheme == "s3":
-            s3cfg = type(cfg.s3)(**{**cfg.s3.__dict__, "bucket": parsed.netloc, "prefix": ""})
-            S3Store(s3cfg).get_file(parsed.path.lstrip("/"), dest)
+            S3Store(dataclasses.replace(cfg.s3, bucket=parsed.netloc, prefix="")).get_file(parsed.path.lstrip("/"), dest)
         else:
             import requests
 
