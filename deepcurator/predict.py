@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -21,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deepcurator import features
 from deepcurator.config import Config
 from deepcurator.errors import ConfigError, InputError, StoreError
 from deepcurator.features import N_MELS, SLICE_FRAMES
+from deepcurator.stream import SLICE_SAMPLES
 
 AGGREGATIONS = ("mean", "median", "topk")
 HOW_TO_GET_ONE = "train one with `deepcurator train` (or run `make demo`), or set serve.model to a .keras file or URL"
@@ -60,8 +63,7 @@ def _download_url(cfg: Config, url: str) -> Path:
         return dest
     try:
         if parsed.scheme == "s3":
-            s3cfg = type(cfg.s3)(**{**cfg.s3.__dict__, "bucket": parsed.netloc, "prefix": ""})
-            S3Store(s3cfg).get_file(parsed.path.lstrip("/"), dest)
+            S3Store(dataclasses.replace(cfg.s3, bucket=parsed.netloc, prefix="")).get_file(parsed.path.lstrip("/"), dest)
         else:
             import requests
 
@@ -150,12 +152,17 @@ def label_of(score: float) -> str:
 
 
 def configure_threads(n: int) -> None:
-    """Limit TensorFlow's intra-op threads to ``n`` (0: TensorFlow's default, one per core).
+    """Threads for scoring: TensorFlow's intra-op threads ``n`` (0: its default, one per
+    core), and one BLAS thread for the features in this process. The features of a slice
+    are small and the cores are busy with ffmpeg and the CNN: OpenBLAS's spinning worker
+    threads cost a third more CPU per request for nothing (measured: bench/RESULTS.md).
 
-    Must run before TensorFlow executes anything; a second call is ignored.
+    TensorFlow's setting must come before it executes anything; a later call keeps the first.
     """
     import tensorflow as tf
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(1, user_api="blas")
     if n > 0:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(n)
@@ -193,7 +200,9 @@ class Scorer:
         self._fn = convert_variables_to_constants_v2(concrete)
         self._tf = tf
         self._lock = threading.Lock()
-        self.predict(np.zeros((1, N_MELS, SLICE_FRAMES, 1), np.float32))  # warm-up: trace and allocate now
+        # Warm-up, once: the whole path on 30 s of silence (imports librosa, builds the mel
+        # filterbank, allocates the graph's buffers), so the first request is not slower.
+        self.predict(features.model_input(features.logmel(np.zeros(SLICE_SAMPLES, np.float32))))
         self.load_seconds = time.monotonic() - started
 
     def predict(self, x: np.ndarray) -> np.ndarray:

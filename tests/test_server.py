@@ -3,7 +3,6 @@ including the error cases with real broken files; `deepcurator serve` and gunico
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 
@@ -22,7 +20,7 @@ from deepcurator.demo import free_port
 from deepcurator.server import create_app
 from deepcurator.store import open_store
 
-from conftest import REPO, cli_env, write_config
+from conftest import cli_env, write_config
 from serve_helpers import RUN_ID, audio_set, publish_run, running_server, tiny_model, tiny_scorer  # noqa: F401
 
 
