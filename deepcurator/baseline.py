@@ -29,7 +29,7 @@ def slice_features(items: SliceItems, workers: int = 4) -> np.ndarray:
     if len(items) == 0:
         return np.zeros((0, 256))
     with ThreadPoolExecutor(workers) as pool:
-        rows = pool.map(lambda a: band_stats(read_window(*a)), zip(items.path, items.start))
+        rows = pool.map(lambda a: band_stats(read_window(*a)), items.windows())
         return np.stack(list(rows))
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from deepcurator.errors import InputError
-from deepcurator.features import N_MELS, SLICE_FRAMES, n_slices
+from deepcurator.features import N_MELS, SLICE_FRAMES, STORED_DTYPE, n_slices
 from deepcurator.store import Store
 
 
@@ -71,18 +71,30 @@ def build_index(store: Store, tracks: pd.DataFrame, cache_dir: Path | None) -> p
         raise InputError(f"no labelled track has features in {store.describe()}/features/ (run `deepcurator process`)")
     paths = fetch_features(store, list(tracks["youtube_id"]), cache_dir)
     tracks["path"] = [str(paths[i]) for i in tracks["youtube_id"]]
-    tracks["n_frames"] = [_n_frames(Path(p)) for p in tracks["path"]]
+    headers = [npy_layout(Path(p)) for p in tracks["path"]]
+    tracks["offset"] = [h[0] for h in headers]
+    tracks["n_frames"] = [h[1] for h in headers]
     return tracks[tracks["n_frames"] >= SLICE_FRAMES].reset_index(drop=True)
 
 
-def _n_frames(path: Path) -> int:
+def npy_layout(path: Path) -> tuple[int, int]:
+    """Where a stored log-mel's data starts in its ``.npy`` file (bytes) and its frame count.
+
+    Read once, here, so that the parallel readers map the data directly: ``np.load`` parses
+    the header with ``ast``, which is not safe to call from several threads at once in
+    CPython 3.11 ("AST constructor recursion depth mismatch").
+    """
     try:
-        shape = np.load(path, mmap_mode="r").shape
+        with open(path, "rb") as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
     except (ValueError, OSError) as exc:
         raise InputError(f"{path.name} is not a readable .npy feature file: {exc}") from None
-    if len(shape) != 2 or shape[0] != N_MELS:
-        raise InputError(f"{path.name} has shape {shape}, expected ({N_MELS}, frames)")
-    return int(shape[1])
+    if len(shape) != 2 or shape[0] != N_MELS or fortran or dtype != np.dtype(STORED_DTYPE):
+        raise InputError(f"{path.name} holds {dtype} {shape}, expected {np.dtype(STORED_DTYPE)} ({N_MELS}, frames)")
+    return offset, int(shape[1])
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,8 @@ class SliceItems:
     """The slices of one pass over a split, as parallel arrays of length ``n``."""
 
     path: np.ndarray   # str, the track's .npy file
+    offset: np.ndarray  # int64, bytes before the data in that file
+    n_frames: np.ndarray  # int64, frames of the track
     start: np.ndarray  # int64, first frame of the window
     label: np.ndarray  # float32, 0/1
     track: np.ndarray  # int64, row of the track in the index
@@ -97,13 +111,18 @@ class SliceItems:
     def __len__(self) -> int:
         return len(self.path)
 
+    def windows(self) -> zip:
+        """``(path, offset, n_frames, start)`` per slice: the arguments of :func:`read_window`."""
+        return zip(self.path, self.offset, self.n_frames, self.start)
+
 
 def fixed_slices(index: pd.DataFrame) -> SliceItems:
     """Every non-overlapping slice of every track in ``index``, in order (the server's slices)."""
     counts = np.array([n_slices(f) for f in index["n_frames"]], dtype=np.int64)
     track = np.repeat(np.arange(len(index)), counts)
     start = np.concatenate([np.arange(c) * SLICE_FRAMES for c in counts]) if len(counts) else np.zeros(0, np.int64)
-    return SliceItems(index["path"].to_numpy(str)[track], start.astype(np.int64),
+    return SliceItems(index["path"].to_numpy(str)[track], index["offset"].to_numpy(np.int64)[track],
+                      index["n_frames"].to_numpy(np.int64)[track], start.astype(np.int64),
                       index["label"].to_numpy(np.float32)[track], track)
 
 
@@ -115,16 +134,19 @@ def training_slices(index: pd.DataFrame, epoch: int, seed: int, random_crops: bo
     items = fixed_slices(index)
     start = items.start
     if random_crops:
-        last = index["n_frames"].to_numpy(np.int64)[items.track] - SLICE_FRAMES
+        last = items.n_frames - SLICE_FRAMES
         start = (rng.random(len(items)) * (last + 1)).astype(np.int64)
     order = rng.permutation(len(items))
-    return SliceItems(items.path[order], start[order], items.label[order], items.track[order])
+    return SliceItems(items.path[order], items.offset[order], items.n_frames[order], start[order],
+                      items.label[order], items.track[order])
 
 
-def read_window(path: bytes | str, start: int) -> np.ndarray:
+def read_window(path: bytes | str, offset: int, n_frames: int, start: int) -> np.ndarray:
     """The model input for one window: float32 ``(128, 1291, 1)`` dB values, read from a
-    memory-mapped ``.npy`` (only the window's bytes are touched)."""
-    S = np.load(path.decode() if isinstance(path, bytes) else path, mmap_mode="r")
+    memory-mapped ``.npy`` whose layout :func:`npy_layout` gave (only the window's bytes
+    are touched)."""
+    S = np.memmap(path.decode() if isinstance(path, bytes) else path, dtype=STORED_DTYPE, mode="r",
+                  offset=int(offset), shape=(N_MELS, int(n_frames)))
     return np.asarray(S[:, start:start + SLICE_FRAMES], dtype=np.float32)[..., None]
 
 
@@ -136,12 +158,13 @@ def make_dataset(items: SliceItems, batch_size: int, training: bool):  # -> tf.d
     """
     import tensorflow as tf
 
-    def load(path: tf.Tensor, start: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.numpy_function(read_window, [path, start], tf.float32, stateful=False)
+    def load(path: tf.Tensor, offset: tf.Tensor, n_frames: tf.Tensor, start: tf.Tensor,
+             label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x = tf.numpy_function(read_window, [path, offset, n_frames, start], tf.float32, stateful=False)
         x.set_shape((N_MELS, SLICE_FRAMES, 1))
         return x, tf.reshape(label, (1,))
 
-    ds = tf.data.Dataset.from_tensor_slices((items.path, items.start, items.label))
+    ds = tf.data.Dataset.from_tensor_slices((items.path, items.offset, items.n_frames, items.start, items.label))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()

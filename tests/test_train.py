@@ -113,6 +113,24 @@ def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_pat
     assert len(batches) == len(one) // 4 and batches[0][0].shape == (4, 128, 1291, 1)
 
 
+def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> None:
+    """tf.data and the baseline read windows from many threads; the reads must not share
+    anything that breaks (np.load's header parsing did, under CPython 3.11)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepcurator.dataset import build_index, fixed_slices, read_window
+
+    store = LocalStore(tmp_path / "store")
+    put_dataset(store, feats)
+    tracks = pd.DataFrame([(k, lab) for k, (_, lab) in feats.items()], columns=["youtube_id", "label"])
+    items = fixed_slices(build_index(store, tracks, None))
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda a: read_window(*a), list(items.windows()) * 20))
+    for (path, _, _, start), x in zip(items.windows(), got):
+        S = np.load(path)
+        np.testing.assert_array_equal(x[..., 0], S[:, start:start + features.SLICE_FRAMES].astype(np.float32))
+
+
 # -- train, save, reload, evaluate ----------------------------------------------------------
 
 def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
