@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "demo": "run the whole pipeline offline on a generated corpus",
 }
 
+STORE_WRITERS = {"labels", "download", "process", "train", "evaluate"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -35,11 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn what will be sought-after on Discogs from the sound alone.",
     )
     parser.add_argument("--version", action="version", version=f"deepcurator {__version__}")
-    parser.add_argument("--config", metavar="FILE", help="configuration file (default: $DEEPCURATOR_CONFIG or ./config.yml)")
+    config_help = "configuration file (default: $DEEPCURATOR_CONFIG or ./config.yml)"
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    # `--config` also after the command (`create_labels.py --config FILE`); SUPPRESS keeps a
+    # value given before the command when none follows it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"deepcurator.commands.{name.replace('-', '_')}")
-        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                             parents=[common])
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser
@@ -53,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config.load(args.config)
+        if args.command in STORE_WRITERS:
+            from deepcurator.store import open_store
+
+            open_store(cfg).remove_stale_temps()
         return int(args._module.run(args, cfg) or 0)
     except DeepCuratorError as exc:
         print(f"deepcurator {args.command}: error: {exc}", file=sys.stderr)

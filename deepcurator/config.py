@@ -83,12 +83,16 @@ class DownloadConfig:
     rate_limit: str | None = None
     cookies: str | None = None
     ffmpeg: str | None = None
+    rate_limit_backoff_s: float = 120.0
+    rate_limit_retries: int = 3
 
 
 @dataclass
 class ProcessConfig:
     workers: int = 0  # 0: one per core
     decode_timeout_s: float = 120.0
+    max_duration_s: float = 1800.0  # longer tracks keep their first max_duration_s seconds; 0: all
+    silence_dbfs: float = -80.0  # a track whose loudest sample is at or below this is "silent"
 
 
 @dataclass
@@ -229,6 +233,22 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key 'labels.outlier_quantile' must be in (0.5, 1]")
     if cfg.labels.n < 1:
         raise ConfigError("config key 'labels.n' must be at least 1")
+    if cfg.process.decode_timeout_s <= 0:
+        raise ConfigError("config key 'process.decode_timeout_s' must be positive")
+    if cfg.process.max_duration_s < 0:
+        raise ConfigError("config key 'process.max_duration_s' must be 0 (no limit) or positive")
+    d = cfg.download
+    if "{id}" not in d.url_template:
+        raise ConfigError("config key 'download.url_template' must contain {id}")
+    if not 32 <= d.bitrate_kbps <= 320:
+        raise ConfigError("config key 'download.bitrate_kbps' must be between 32 and 320")
+    for key in ("workers", "timeout_s", "max_duration_s"):
+        if getattr(d, key) <= 0:
+            raise ConfigError(f"config key 'download.{key}' must be positive")
+    for key in ("retries", "rate_limit_retries", "sleep_interval_s", "max_sleep_interval_s", "sleep_requests_s",
+                "rate_limit_backoff_s"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"config key 'download.{key}' must not be negative")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -107,18 +107,6 @@ def start_server(config_path: Path, cwd: Path, port: int) -> subprocess.Popen[by
     raise DeepCuratorError("the server did not answer /health within 180 s")
 
 
-def spectrogram_pictures(corpus: Path, out: Path) -> Path:
-    """Save log-mel pictures of the best and the worst track of the corpus, faults named."""
-    import pandas as pd
-
-    from deepcurator.demo_corpus import spectrogram_pair_png
-
-    truth = pd.read_csv(corpus / "truth.csv", dtype={"youtube_id": str}).sort_values("q")
-    low, high = truth.iloc[0], truth.iloc[-1]
-    out.write_bytes(spectrogram_pair_png(corpus, high, low))
-    return out
-
-
 def run_demo(s: DemoSettings) -> int:
     """Run the whole demo; returns the exit status."""
     import requests
@@ -137,8 +125,10 @@ def run_demo(s: DemoSettings) -> int:
 
     _banner(1, total, "demo-corpus: synthesise the tracks (the part of YouTube) and dataset.csv (the part of Discogs)")
     run_stage(["demo-corpus", "--out", str(corpus), "--tracks", str(s.tracks), "--seed", str(s.seed)], config_path, workdir)
-    pictures = spectrogram_pictures(corpus, workdir / "spectrograms_high_vs_low_q.png")
-    print(f"spectrograms of the best and the worst track: {pictures}")
+    from deepcurator.demo_corpus import contrast_pictures
+
+    pictures = contrast_pictures(corpus, workdir)
+    print("log-mel pictures of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
 
     _banner(2, total, "labels: score the Discogs items, label the top and bottom N")
     run_stage(["labels"], config_path, workdir)
@@ -186,7 +176,7 @@ def run_demo(s: DemoSettings) -> int:
           f"(baseline, logistic regression on band statistics: {baseline.get('roc_auc', float('nan')):.3f})")
     print(f"  model card: {run_dir / 'MODEL_CARD.md'}")
     print(f"  plots:      {', '.join(sorted(p.name for p in run_dir.glob('*.png')))} in {run_dir}")
-    print(f"  spectrograms of a high-q and a low-q track: {pictures}")
+    print("  spectrograms of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
     print(f"  the store:  {store_root}  (rerun `make demo` to resume; delete {workdir} to start over)")
     return 0
 

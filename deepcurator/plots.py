@@ -31,3 +31,18 @@ def score_histogram(scores: np.ndarray, good_cut: float, bad_cut: float, n: int)
     ax.set_title("Discogs item scores, one per YouTube id")
     ax.legend()
     return to_png(fig)
+
+
+def logmel_picture(S: np.ndarray, title: str, sr: int = 22050, hop: int = 512) -> bytes:
+    """A log-mel spectrogram (``S``: dB values, shape ``(n_mels, frames)``) as a picture:
+    time in seconds across, mel band up, on a fixed -80..+30 dB colour scale so pictures of
+    different tracks compare (a hiss floor, a muddy mix's missing highs, clipping's smear)."""
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    seconds = S.shape[1] * hop / sr
+    img = ax.imshow(S, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=30,
+                    extent=(0.0, seconds, 0, S.shape[0]), interpolation="nearest")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band (0 = 0 Hz, 127 = 11 kHz)")
+    ax.set_title(title)
+    fig.colorbar(img, ax=ax, label="dB")
+    return to_png(fig)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -26,6 +27,21 @@ from deepcurator.config import Config, S3Config
 from deepcurator.errors import StoreError
 
 TMP_PREFIX = ".tmp-"
+
+
+def _tmp_prefix() -> str:
+    """Temp-file prefix naming the writer (host and pid), so leftovers of a killed writer are known."""
+    return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_key(key: str) -> str:
@@ -78,6 +94,14 @@ class Store(ABC):
         """A path on this machine that holds ``key``'s bytes, when there is one (local store)."""
         return None
 
+    def remove_stale_temps(self) -> int:
+        """Delete temporary files left by writers that were killed; returns how many.
+
+        Objects only appear whole, so this is housekeeping, not repair. S3 uploads leave
+        nothing visible (an interrupted multipart upload is never an object).
+        """
+        return 0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
 
@@ -94,9 +118,24 @@ class LocalStore(Store):
     def _atomic_target(self, key: str) -> tuple[Path, Path]:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), dir=dest.parent)
         os.close(fd)
         return dest, Path(tmp)
+
+    def remove_stale_temps(self) -> int:
+        host, removed = socket.gethostname(), 0
+        if not self.root.is_dir():
+            return 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(TMP_PREFIX):
+                    continue
+                # .tmp-<host>-<pid>-<random>: mkstemp's random part has no '-'
+                writer_host, _, pid = name[len(TMP_PREFIX):].rpartition("-")[0].rpartition("-")
+                if writer_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                    Path(folder, name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def put_bytes(self, key: str, data: bytes) -> None:
         dest, tmp = self._atomic_target(key)
@@ -283,7 +322,7 @@ class S3Store(Store):
 def _atomic_copy(write: Any, dest: Path) -> None:
     """Call ``write(fileobj)`` into a temp file beside ``dest``, then rename it to ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)

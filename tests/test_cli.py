@@ -30,3 +30,15 @@ def test_original_scripts_wrap_the_subcommands(tmp_path: Path, script: str, comm
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"deepcurator {command}" in proc.stdout
+
+
+def test_config_flag_works_after_the_command_as_in_the_original_scripts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("labels:\n  nope: 1\n")
+    for args in (("--config", str(bad), "labels"), ("labels", "--config", str(bad))):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2
+        assert "labels.nope" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([sys.executable, str(REPO / "create_labels.py"), "--config", str(bad)], cwd=tmp_path,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "labels.nope" in proc.stderr

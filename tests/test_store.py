@@ -76,6 +76,29 @@ def test_local_temp_files_are_invisible(tmp_path: Path) -> None:
     assert not store.exists("features/abc.npy")
 
 
+def test_temp_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    """A writer killed by SIGKILL leaves its temp file; the next stage run removes it, and
+    never a temp file of a writer still alive."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    store = LocalStore(tmp_path)
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host = socket.gethostname()
+    (tmp_path / "audio").mkdir()
+    live = tmp_path / "audio" / f".tmp-{host}-{os.getpid()}-live1"
+    dead = tmp_path / "audio" / f".tmp-{host}-{writer.pid}-dead1"
+    other_host = tmp_path / "audio" / f".tmp-elsewhere-{writer.pid}-far1"
+    for path in (live, dead, other_host):
+        path.write_bytes(b"half")
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert store.remove_stale_temps() == 1
+    assert not dead.exists() and live.exists() and other_host.exists()
+
+
 @pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a\\b"])
 def test_bad_keys_are_refused(store: Store, key: str) -> None:
     with pytest.raises(StoreError):

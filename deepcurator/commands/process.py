@@ -1,4 +1,9 @@
-"""Not built yet."""
+"""Turn every stored audio file (audio/<id>.<ext>) into its log-mel features (features/<id>.npy).
+
+Tracks run in parallel, one per core (process.workers). Tracks whose features exist are
+skipped, so a killed run resumes where it stopped; failures (undecodable, too_short, silent,
+timeout, error) go to failures/process.jsonl and never stop the stage.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,15 @@ from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This stage takes no options yet."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help="tracks processed in parallel (default: process.workers; 0 = one per core)")
+    parser.add_argument("--retry-all", action="store_true",
+                        help="also retry tracks that failed for good before (undecodable, too_short, silent)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    print("deepcurator process: not built yet")
-    return 1
+    from deepcurator.process import run_stage
+
+    summary = run_stage(cfg, workers=args.workers, retry_all=args.retry_all)
+    print(summary.line())
+    return 0

@@ -1,0 +1,255 @@
+"""The demo corpus: synthetic tracks playing the part of YouTube, a Discogs-like table.
+
+Layout of a corpus folder::
+
+    tracks/<youtube_id>.<wav|ogg|flac>   the audio (stereo, 44,100 Hz)
+    by-id/<youtube_id>                   a relative symlink to the track (what yt-dlp fetches)
+    dataset.csv                          the real table's schema: discogs_id, have, want,
+                                         rating_average, rating_count, price, youtube_id
+    truth.csv                            the hidden truth (q, faults, format, ...); the pipeline
+                                         never reads it
+
+Every track has a hidden production quality ``q`` in [0, 1]. Each fault of
+:mod:`deepcurator.synth` is present with a probability rising with ``1 - q`` and a strength
+scaling with ``1 - q`` (:func:`draw_faults`); a track with ``q < 0.5`` has at least one. Popularity follows
+quality loosely: a latent ``z = q + N(0, pop_noise)`` drives want/have, the rating and the
+price, each with its own noise, so the item score of :mod:`deepcurator.labels` rises with ``q``.
+
+Track ``i`` of seed ``s`` depends on ``(s, i)`` only: a small corpus is the start of a big one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepcurator.synth import FAULTS, SR, Faults, TrackSpec
+
+ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
+FORMATS = ("flac", "ogg", "wav")
+FORMAT_P = (0.5, 0.12, 0.38)  # Vorbis encoding costs ~10 times the synthesis: fewer ogg
+DUPLICATE_P = 0.04  # share of ids linked from a second release, as in the real table
+POP_NOISE = 0.12
+SPECTRAL_FAULTS = ("hiss", "muddy", "clipping")  # the faults a spectrogram shows
+
+
+@dataclass(frozen=True)
+class CorpusTrack:
+    """One track of the corpus: its id, hidden quality, file format and synthesis spec."""
+
+    youtube_id: str
+    index: int
+    q: float
+    fmt: str
+    spec: TrackSpec
+
+    @property
+    def filename(self) -> str:
+        return f"{self.youtube_id}.{self.fmt}"
+
+
+def youtube_like_id(rng: np.random.Generator) -> str:
+    """An 11-character id from YouTube's alphabet (never starting with '-', which a command
+    line would take for an option)."""
+    first = rng.choice(ID_ALPHABET[:-2])
+    return first + "".join(rng.choice(ID_ALPHABET, 10))
+
+
+def draw_faults(rng: np.random.Generator, q: float) -> Faults:
+    """Faults of a track of quality ``q``, severity ``1 - q``: each present with probability
+    ``clip(1.6 severity - 0.5, 0, 0.75)`` (none above q = 0.69), strength
+    ``clip(severity × U(0.75, 1.25), 0, 1)``. Below q = 0.5 at least one of the faults a
+    spectrogram shows (hiss, muddy, clipping) is present; which one is random."""
+    severity = 1.0 - q
+    present = rng.random(len(FAULTS)) < np.clip(1.6 * severity - 0.5, 0.0, 0.75)
+    spectral = np.isin(FAULTS, SPECTRAL_FAULTS)
+    if severity > 0.5 and not (present & spectral).any():
+        present[rng.choice(np.flatnonzero(spectral))] = True
+    strength = np.clip(severity * rng.uniform(0.75, 1.25, len(FAULTS)), 0.0, 1.0) * present
+    return Faults(**{name: round(float(s), 3) for name, s in zip(FAULTS, strength)})
+
+
+def draw_track(seed: int, index: int) -> CorpusTrack:
+    """Track ``index`` of the corpus of ``seed`` (deterministic in both)."""
+    rng = np.random.default_rng([seed, index])
+    youtube_id = youtube_like_id(rng)
+    q = round(float(rng.uniform(0.0, 1.0)), 4)
+    spec = TrackSpec(
+        seed=int(rng.integers(2**31)),
+        duration=round(float(rng.uniform(45.0, 120.0)), 2),
+        bpm=float(rng.integers(118, 133)),
+        root=int(rng.integers(33, 45)),
+        mode=str(rng.choice(["major", "minor"])),
+        brightness=round(float(rng.uniform(0.0, 1.0)), 3),
+        level_db=round(float(rng.uniform(-18.0, -11.0)), 2),
+        faults=draw_faults(rng, q),
+    )
+    return CorpusTrack(youtube_id, index, q, str(rng.choice(FORMATS, p=FORMAT_P)), spec)
+
+
+def draw_corpus(seed: int, tracks: int) -> list[CorpusTrack]:
+    """The corpus' tracks (ids are unique: a rare collision is redrawn further on)."""
+    out: list[CorpusTrack] = []
+    seen: set[str] = set()
+    index = 0
+    while len(out) < tracks:
+        track = draw_track(seed, index)
+        index += 1
+        if track.youtube_id not in seen:
+            seen.add(track.youtube_id)
+            out.append(track)
+    return out
+
+
+# --- the Discogs side ---------------------------------------------------------------------
+
+def release_row(rng: np.random.Generator, q: float, pop_noise: float) -> dict[str, float]:
+    """have/want/rating/price of one release carrying a track of quality ``q``.
+
+    The ranges mimic the real table (medians: have 169, want 92, rating 4.4 from 34 votes,
+    price 7; all at least 6 but the price, at least 1).
+    """
+    z = q + rng.normal(0.0, pop_noise) - 0.5
+    have = max(6, int(round(np.exp(rng.normal(np.log(170), 0.6)))))
+    want = max(6, int(round(have * np.exp(np.log(0.55) + 1.6 * z + rng.normal(0.0, 0.25)))))
+    count = max(6, int(round(np.exp(rng.normal(np.log(34), 0.7)))))
+    rating = float(np.clip(4.37 + 0.9 * z + rng.normal(0.0, 0.12), 1.3, 5.0))
+    price = max(1, int(round(np.exp(np.log(7) + 2.0 * z + rng.normal(0.0, 0.35)))))
+    return {"have": have, "want": want, "rating_average": round(rating, 2), "rating_count": count, "price": price}
+
+
+def dataset_rows(corpus: list[CorpusTrack], seed: int, pop_noise: float = POP_NOISE) -> list[dict[str, object]]:
+    """The dataset.csv rows (sorted by discogs_id); a few ids appear on two releases."""
+    rows = []
+    for track in corpus:
+        rng = np.random.default_rng([seed, track.index, 1])
+        releases = 2 if rng.random() < DUPLICATE_P else 1
+        for _ in range(releases):
+            discogs_id = int(rng.integers(4, 10_500_000))
+            rows.append({"discogs_id": discogs_id, **release_row(rng, track.q, pop_noise), "youtube_id": track.youtube_id})
+    rows.sort(key=lambda r: (r["discogs_id"], r["youtube_id"]))
+    return rows
+
+
+def truth_rows(corpus: list[CorpusTrack]) -> list[dict[str, object]]:
+    """The hidden truth, one row per track."""
+    out = []
+    for t in corpus:
+        faults = asdict(t.spec.faults)
+        out.append({"youtube_id": t.youtube_id, "q": t.q, "faults": "+".join(t.spec.faults.present()) or "none",
+                     **faults, "format": t.fmt, "file": f"tracks/{t.filename}", "duration_s": t.spec.duration,
+                     "bpm": t.spec.bpm, "key": t.spec.key, "brightness": t.spec.brightness,
+                     "level_db": t.spec.level_db, "seed": t.spec.seed})
+    return out
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] -> int16, shape kept."""
+    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
+def encode(pcm: np.ndarray, path: Path, fmt: str) -> None:
+    """Write int16 stereo ``pcm`` (shape ``(n, 2)``) to ``path`` as ``fmt``.
+
+    wav and flac through soundfile; ogg (Vorbis) through ffmpeg with bit-exact flags, so
+    the same samples always give the same bytes.
+    """
+    if fmt == "ogg":
+        from deepcurator.audio import ffmpeg_exe
+
+        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", str(SR),
+               "-ac", "2", "-i", "-", "-c:a", "libvorbis", "-b:a", "96k", "-fflags", "+bitexact",
+               "-flags:a", "+bitexact", "-map_metadata", "-1", "-f", "ogg", os.fspath(path)]
+        proc = subprocess.run(cmd, input=pcm.tobytes(), capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not encode {path.name}: {proc.stderr.decode(errors='replace').strip()}")
+        return
+    import soundfile as sf
+
+    sf.write(os.fspath(path), pcm, SR, format=fmt.upper(), subtype="PCM_16")
+
+
+def write_track(track: CorpusTrack, corpus_dir: str) -> str:
+    """Synthesise and write one track (atomically) with its by-id link; ``"skipped"`` when
+    the file is already there, else ``"done"``."""
+    from deepcurator.synth import render
+
+    root = Path(corpus_dir)
+    final = root / "tracks" / track.filename
+    link = root / "by-id" / track.youtube_id
+    status = "skipped"
+    if not final.exists():
+        tmp = final.with_name(f".{track.filename}.tmp")
+        try:
+            encode(to_pcm16(render(track.spec)), tmp, track.fmt)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        status = "done"
+    if not link.is_symlink():
+        tmp_link = link.with_name(f".{track.youtube_id}.tmp")
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(Path("..") / "tracks" / track.filename)
+        os.replace(tmp_link, link)
+    return status
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    """Write rows as CSV atomically (floats as written in the rows, already rounded)."""
+    import pandas as pd
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def url_template(corpus_dir: str | os.PathLike[str]) -> str:
+    """The ``download.url_template`` that makes yt-dlp fetch from the corpus:
+    ``file:///…/by-id/{id}`` (yt-dlp needs ``enable_file_urls``). The by-id entries have no
+    extension, so yt-dlp's generic extractor takes them as direct links (ext ``unknown_video``)
+    and ffmpeg finds the real format from the content."""
+    return Path(corpus_dir).absolute().as_uri() + "/by-id/{id}"
+
+
+# --- pictures -----------------------------------------------------------------------------
+
+def contrast_pair(truth: "pd.DataFrame") -> tuple["pd.Series", "pd.Series"]:  # noqa: F821
+    """The highest-q track, and the lowest-q track among those with at least two of the faults
+    one can see in a spectrogram (hiss, muddy, clipping), else the lowest-q track."""
+    ranked = truth.sort_values(["q", "youtube_id"])
+    visible = (ranked[list(SPECTRAL_FAULTS)] > 0).sum(axis=1)
+    low = ranked[visible >= 2].iloc[0] if (visible >= 2).any() else ranked.iloc[0]
+    return ranked.iloc[-1], low
+
+
+def contrast_pictures(corpus_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Save log-mel pictures (PNG) of a high-q and a low-q track of the corpus, titled with q
+    and the faults present, computed as the pipeline does (audio.decode + features.logmel).
+    Returns the two paths: ``out_dir/spectrogram_high_q.png``, ``out_dir/spectrogram_low_q.png``."""
+    import pandas as pd
+
+    from deepcurator import plots
+    from deepcurator.audio import decode
+    from deepcurator.features import logmel
+
+    root = Path(corpus_dir)
+    truth = pd.read_csv(root / "truth.csv", dtype={"youtube_id": str})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, row in zip(("high_q", "low_q"), contrast_pair(truth)):
+        faults = [f"{f} {row[f]:.2f}" for f in FAULTS if row[f] > 0]
+        title = f"{row['youtube_id']}: q = {row['q']:.2f}, faults: {', '.join(faults) or 'none'}"
+        png = plots.logmel_picture(logmel(decode(root / row["file"])), title)
+        path = out / f"spectrogram_{name}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(png)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,103 @@
+"""A real HTTP server on 127.0.0.1 for download tests and benchmarks.
+
+``GET /media/<id>`` serves the file ``<root>/<id>.<ext>`` with its audio content type, and
+misbehaves on purpose by id prefix:
+
+- ``stall_<...>``: sends the headers and 1 KiB, then stalls for ``stall_s`` seconds;
+- ``short_<...>``: announces the whole length but closes after half of the bytes;
+- ``limited_<...>``: answers 429 Too Many Requests while ``rate_limited`` is true;
+- an id with no file: 404.
+
+``latency_s`` delays every answer (a distant server, for benchmarks).
+
+Use it as a context manager: ``with AudioServer(root) as srv: srv.url_template``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".ogg": "audio/ogg", ".flac": "audio/flac", ".wav": "audio/wav"}
+
+
+class AudioServer:
+    """Serves the audio files of ``root`` (see the module docstring) on a free loopback port."""
+
+    def __init__(self, root: Path, stall_s: float = 30.0, latency_s: float = 0.0) -> None:
+        self.root = Path(root)
+        self.stall_s = stall_s
+        self.latency_s = latency_s
+        self.rate_limited = True
+        self.requests: list[str] = []
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.respond(body=False)
+
+            def do_GET(self) -> None:
+                self.respond(body=True)
+
+            def respond(self, body: bool) -> None:
+                server.requests.append(self.path)
+                if server.latency_s:
+                    server._stop.wait(server.latency_s)
+                item_id = self.path.split("?")[0].rsplit("/", 1)[-1]
+                if item_id.startswith("limited_") and server.rate_limited:
+                    self.send_error(429, "Too Many Requests")
+                    return
+                files = sorted(server.root.glob(f"{item_id}.*")) if self.path.startswith("/media/") else []
+                if not files:
+                    self.send_error(404, "Not Found")
+                    return
+                data = files[0].read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", TYPES.get(files[0].suffix) or mimetypes.guess_type(files[0].name)[0]
+                                 or "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if not body:
+                    return
+                if item_id.startswith("stall_"):
+                    self.wfile.write(data[:1024])
+                    self.wfile.flush()
+                    server._stop.wait(server.stall_s)
+                    self.close_connection = True
+                    return
+                if item_id.startswith("short_"):
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # clients that hang up (timeouts on purpose) are not errors here
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url_template(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/media/{{id}}"
+
+    def __enter__(self) -> AudioServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,141 @@
+"""The process stage on both store backends: features, failure reasons, resuming, the
+trainer/server equality of model inputs, and a kill -9 in the middle of a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepcurator import audio, features
+from deepcurator.config import Config
+from deepcurator.parallel import make_executor
+from deepcurator.process import feature_key, load_features, process_all, run_stage
+from deepcurator.store import LocalStore, open_store
+
+from audio_fixtures import make_audio
+from conftest import cli_env, run_cli, write_config
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Store id → file: two good tracks (one of two slices, one ogg kept in its source
+    format), and one each too short, silent and corrupt."""
+    d = tmp_path_factory.mktemp("tracks")
+    broken = d / "broken.mp3"
+    broken.write_bytes(b"ID3" + bytes(range(256)) * 64)
+    return {
+        "good.mp3": make_audio(d / "good.mp3", 65.0),
+        "other.ogg": make_audio(d / "other.ogg", 32.0, sr=48000, channels=1, freq=330.0),
+        "short.mp3": make_audio(d / "short.mp3", 10.0),
+        "quiet.mp3": make_audio(d / "quiet.mp3", 35.0, silent=True),
+        "broken.mp3": broken,
+    }
+
+
+def stock(cfg: Config, tracks: dict[str, Path]) -> None:
+    store = open_store(cfg)
+    for name, path in tracks.items():
+        store.put_file(f"audio/{name}", path)
+
+
+def failures(cfg: Config) -> dict[str, dict]:
+    lines = open_store(cfg).get_bytes("failures/process.jsonl").decode().splitlines()
+    return {rec["id"]: rec for rec in map(json.loads, lines)}
+
+
+def test_stage_stores_features_records_failures_and_resumes(cfg: Config, tracks: dict[str, Path]) -> None:
+    stock(cfg, tracks)
+    store = open_store(cfg)
+    with make_executor(cfg, 2) as executor:  # one pool for the three runs: workers start once
+        summary = process_all(store, executor, cfg.process)
+        assert (summary.done, summary.skipped) == (2, 0)
+        assert dict(summary.failed) == {"too_short": 1, "silent": 1, "undecodable": 1}
+        assert sorted(store.list("features/")) == ["features/good.npy", "features/other.npy"]
+        good = load_features(store, "good")
+        assert good.dtype == np.float16 and good.shape == (128, 1 + int(65.0 * 22050) // 512)
+        assert np.isfinite(good).all() and -100.5 <= good.min() and good.max() < 60
+        assert load_features(store, "other").shape[1] == 1 + 32 * 22050 // 512
+
+        failed = failures(cfg)
+        assert {i: r["reason"] for i, r in failed.items()} == {"short": "too_short", "quiet": "silent",
+                                                              "broken": "undecodable"}
+        assert "10.0 s of audio" in failed["short"]["detail"]
+        assert "digital silence" in failed["quiet"]["detail"]
+
+        again = process_all(store, executor, cfg.process)  # features exist, failures are for good
+        assert (again.done, again.skipped, sum(again.failed.values())) == (0, 5, 0)
+
+        store.delete(feature_key("good"))
+        retried = process_all(store, executor, cfg.process, retry_all=True)
+        assert (retried.done, retried.skipped, sum(retried.failed.values())) == (1, 1, 3)
+        assert load_features(store, "good").tobytes() == good.tobytes()
+
+
+def test_trainer_input_equals_server_input_bit_for_bit(cfg: Config, tracks: dict[str, Path]) -> None:
+    """Slice k as the trainer reads it (stored features) and as the server computes it live."""
+    open_store(cfg).put_file("audio/good.mp3", tracks["good.mp3"])
+    assert run_stage(cfg, workers=1).done == 1
+    trainer = features.model_input(load_features(open_store(cfg), "good"))
+    server = features.model_input(features.logmel(audio.decode(tracks["good.mp3"])))
+    assert trainer.shape == server.shape == (2, 128, 1291, 1)
+    for k in range(2):
+        assert trainer[k].dtype == server[k].dtype == np.float32
+        assert trainer[k].tobytes() == server[k].tobytes()
+
+
+def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str, Path]) -> None:
+    n = 12
+    cfg_file = write_config(Config(), tmp_path / "config.yml")
+    root = tmp_path / "data"
+    store = LocalStore(root)
+    for i in range(n):
+        store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
+
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process", "--workers", "1"],
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(store.list("features/")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the stage, its workers and their ffmpeg
+        proc.wait()
+    done_at_kill = list(store.list("features/"))
+    assert 1 <= len(done_at_kill) < n, "the kill did not land mid-stage"
+    for key in done_at_kill:  # whole objects only (temp files are not keys)
+        assert load_features(store, key[len("features/"):-4]).shape == (128, 2800)
+
+    rerun = run_cli("--config", str(cfg_file), "process", "--workers", "2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"done {n - len(done_at_kill)}, skipped {len(done_at_kill)}, failed 0" in rerun.stdout
+    assert len(list(store.list("features/"))) == n
+    assert all(np.load(p).shape == (128, 2800) for p in (root / "features").glob("t*.npy"))
+
+
+def test_cli_on_an_empty_store(tmp_path: Path) -> None:
+    cfg_file = write_config(Config(), tmp_path / "config.yml")
+    shutil.rmtree(tmp_path / "data", ignore_errors=True)
+    proc = run_cli("--config", str(cfg_file), "process", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "process: done 0, skipped 0, failed 0" in proc.stdout
+
+
+def test_track_level_reasons_timeout_and_length_cap(tracks: dict[str, Path]) -> None:
+    from deepcurator.config import ProcessConfig
+    from deepcurator.process import TrackFailure, track_features
+
+    with pytest.raises(TrackFailure) as caught:
+        track_features(tracks["good.mp3"], ProcessConfig(decode_timeout_s=0.001))
+    assert caught.value.reason == "timeout"
+    capped = track_features(tracks["good.mp3"], ProcessConfig(max_duration_s=31.0))
+    assert capped.shape == (128, 1 + int(31.0 * 22050) // 512) and capped.dtype == np.float16
