@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deepcurator`` console script; returns the exit status."""
     from deepcurator import config
 
+    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise to a user; its
+    # warnings and errors still show. Set before any stage imports TensorFlow.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -200,8 +200,8 @@ class Scorer:
         self._fn = convert_variables_to_constants_v2(concrete)
         self._tf = tf
         self._lock = threading.Lock()
-        # Warm-up, once: the whole path on 30 s of silence (imports librosa, builds the mel
-        # filterbank, allocates the graph's buffers), so the first request is not slower.
+        # Warm-up, once: the whole path on 30 s of silence (builds the mel filterbank and the
+        # FFT plan, allocates the graph's buffers), so the first request is not slower.
         self.predict(features.model_input(features.logmel(np.zeros(SLICE_SAMPLES, np.float32))))
         self.load_seconds = time.monotonic() - started
 

@@ -23,7 +23,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from deepcurator import __version__
-from deepcurator.audio import DecodeError
+from deepcurator.audio import DecodeError, DecodeTimeoutError
 from deepcurator.config import Config
 from deepcurator.predict import Scorer, TooLong, TooShort, load_scorer, score_file
 
@@ -93,6 +93,8 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
             return _error(400, str(exc))
         except TooLong as exc:
             return _error(413, f"{exc} (serve.max_duration_s; serve.over_duration: truncate scores the start)")
+        except DecodeTimeoutError as exc:
+            return _error(400, f"{exc} (serve.decode_timeout_s)")
         except DecodeError as exc:
             return _error(400, f"not a readable audio file: {exc}")
         finally:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from deepcurator import features
-from deepcurator.audio import SAMPLE_RATE, DecodeError, decode_command
+from deepcurator.audio import SAMPLE_RATE, DecodeError, DecodeTimeoutError, _widen_pipe, decode_command
 
 HALF_WINDOW = features.N_FFT // 2          # samples each side of a frame centre
 SLICE_SAMPLES = features.SLICE_FRAMES * features.HOP
@@ -91,6 +91,7 @@ class SliceStream:
             threads = [threading.Thread(target=self._drain, args=(proc, chunks), daemon=True),
                        threading.Thread(target=self._featurize, args=(chunks, ready, stop), daemon=True)]
             try:
+                _widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
                 if timer:
                     timer.start()
                 for thread in threads:
@@ -111,7 +112,7 @@ class SliceStream:
                     thread.join()
                 proc.stdout.close()  # type: ignore[union-attr]
             if timed_out.is_set():
-                raise DecodeError(f"decoding {os.path.basename(self.path)} took longer than {self.timeout:.0f} s")
+                raise DecodeTimeoutError(f"decoding {os.path.basename(self.path)} took longer than {self.timeout:g} s")
             if proc.returncode != 0:
                 err.seek(0)
                 lines = err.read().decode(errors="replace").strip().splitlines()

@@ -109,6 +109,13 @@ def test_over_duration_truncate(tiny_scorer, audio_set, upload_tmp: Path) -> Non
     assert body["truncated"] is True and len(body["slices"]) == 2 and body["duration_s"] == pytest.approx(60, abs=0.1)
 
 
+def test_decode_time_limit(tiny_scorer, audio_set, upload_tmp: Path) -> None:
+    cfg = from_dict({"serve": {"decode_timeout_s": 0.001}})
+    with running_server(create_app(cfg, tiny_scorer)) as url:
+        r = post(url, audio_set["mp3"])
+    assert r.status_code == 400 and "took longer than 0.001 s" in r.json()["error"]
+
+
 def test_concurrent_requests_agree(server: str, audio_set) -> None:
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda p: post(server, p).json(), [audio_set["wav"]] * 4))
