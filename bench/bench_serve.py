@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from audio_fixtures import make_audio  # noqa: E402
 
 from deepcurator import audio  # noqa: E402
 from deepcurator.demo import free_port  # noqa: E402
+from deepcurator.service import stop, wait_until_healthy  # noqa: E402
 
 DURATIONS = (180, 195, 210, 225, 240, 255, 270, 285, 300)  # seconds: the load test's tracks
 
@@ -68,26 +68,9 @@ def full_model(out: Path) -> Path:
 
 def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                time.sleep(5)  # the other worker loads its model at the same time: let it finish
-                return proc
-        except requests.RequestException:
-            time.sleep(1)
-    raise SystemExit(f"{' '.join(cmd)} did not answer /health")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    wait_until_healthy(url, proc, timeout=300)
+    time.sleep(5)  # the other worker loads its model at the same time: let it finish
+    return proc
 
 
 def upload(url: str, path: Path) -> tuple[float, int]:

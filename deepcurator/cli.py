@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from deepcurator import __version__
@@ -76,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deepcurator {args.command}: interrupted; rerun to resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug, not bad input: show it all, then exit for sure
+        traceback.print_exc()
+        print(f"deepcurator {args.command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Not a normal exit: after an error inside tf.data, interpreter shutdown can wait
+        # forever on TensorFlow's threads, and a stage must never hang.
+        os._exit(1)
 
 
 def script(command: str) -> None:

@@ -54,7 +54,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
                  "slices": {name: len(items[name]) for name in items},
                  "tracks_with_features": {name: len(parts[name]) for name in parts}},
         "training": {k: state.get(k) for k in ("epoch", "best_epoch", "best_val_roc_auc", "bad_epochs",
-                                               "steps_per_epoch", "global_batch")},
+                                               "steps_per_epoch", "global_batch", "calibration")},
         "val": level_metrics(cnn["val"]),
         "test": level_metrics(cnn["test"]),
         "baseline": {"model": "standardised logistic regression on per-band mean and std of the log-mel (256 features)",
@@ -71,6 +71,13 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
         | {"baseline tracks": metrics["baseline"]["test"]["track"]["reliability"]}))
     store.put_bytes(runs.key(run_id, "MODEL_CARD.md"), model_card(metrics, tc.__dict__, state).encode())
     return metrics
+
+
+def _calibration_line(cal: dict | None) -> str:
+    if not cal:
+        return "The scores are the network's raw outputs (no calibration)."
+    return (f"The scores are calibrated by {cal['method']}: sigmoid({cal['a']:.3f}·z + {cal['c']:.3f}) of the "
+            "network's logit z, folded into its last layer, so that 50 is the validation split's even odds.")
 
 
 def _predictions(parts: dict[str, pd.DataFrame], items: dict, cnn: dict, base: dict) -> str:
@@ -125,7 +132,7 @@ slices in two splits), seeded and stratified by label:
 ## Training
 Best epoch {state.get('best_epoch')} of {state.get('epoch')} by validation slice ROC-AUC
 ({_opt(state.get('best_val_roc_auc'))}); hyper-parameters were chosen on the validation split only, and the
-test split was scored once at the end.
+test split was scored once at the end. {_calibration_line(state.get('calibration'))}
 
 {config_lines}
 

@@ -136,7 +136,7 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
     import keras
     import tensorflow as tf
 
-    from deepcurator import report
+    from deepcurator import calibration, report
     from deepcurator.model import build_model
 
     # 1. The run ---------------------------------------------------------------------------
@@ -241,7 +241,11 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
     # 5. The end ---------------------------------------------------------------------------
     best = work / "best.keras"
     store.get_file(runs.key(run_id, state["best"]), best)
-    export_model(keras.saving.load_model(best, compile=False), tc.width, work / "model.keras")
+    best_model = keras.saving.load_model(best, compile=False)
+    a, c = calibration.platt(predict(best_model, val_items, global_batch), val_items.label)
+    calibration.fold_into_output(best_model, a, c)
+    state["calibration"] = {"method": "Platt scaling on the validation slices", "a": a, "c": c}
+    export_model(best_model, tc.width, work / "model.keras")
     store.put_file(runs.key(run_id, "model.keras"), work / "model.keras")
     metrics = report.evaluate_run(cfg, store, run_id)
     state["finished"] = True

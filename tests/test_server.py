@@ -3,11 +3,9 @@ including the error cases with real broken files; `deepcurator serve` and gunico
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from deepcurator import __version__, audio, features
 from deepcurator.config import from_dict
 from deepcurator.demo import free_port
 from deepcurator.server import create_app
+from deepcurator.service import stop, wait_until_healthy
 from deepcurator.store import open_store
 
 from conftest import cli_env, write_config
@@ -122,26 +121,6 @@ def test_concurrent_requests_agree(server: str, audio_set) -> None:
     assert len({a["score"] for a in answers}) == 1
 
 
-def _wait_health(url: str, proc: subprocess.Popen, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"server exited with {proc.returncode}"
-        try:
-            return requests.get(f"{url}/health", timeout=5).json()
-        except requests.RequestException:  # not listening yet, or a worker still loading
-            time.sleep(0.5)
-    raise AssertionError("server did not answer /health")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def test_deepcurator_serve_from_the_store(cfg, tiny_model: Path, audio_set, tmp_path: Path) -> None:
     """The CLI server reads runs/latest from the store (local folder, then S3)."""
     publish_run(open_store(cfg), tiny_model)
@@ -152,10 +131,10 @@ def test_deepcurator_serve_from_the_store(cfg, tiny_model: Path, audio_set, tmp_
                             cwd=tmp_path, env=cli_env())
     try:
         url = f"http://127.0.0.1:{port}"
-        assert _wait_health(url, proc)["run_id"] == RUN_ID
+        assert wait_until_healthy(url, proc)["run_id"] == RUN_ID
         assert post(url, audio_set["wav"]).json()["run_id"] == RUN_ID
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def test_gunicorn_two_workers(tiny_model: Path, audio_set, tmp_path: Path) -> None:
@@ -169,10 +148,10 @@ def test_gunicorn_two_workers(tiny_model: Path, audio_set, tmp_path: Path) -> No
                              "deepcurator.wsgi:app"], cwd=tmp_path, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        assert _wait_health(url, proc)["run_id"] == tiny_model.parent.name  # the folder of model.keras
+        assert wait_until_healthy(url, proc)["run_id"] == tiny_model.parent.name  # the folder of model.keras
         with ThreadPoolExecutor(2) as pool:
             answers = list(pool.map(lambda p: post(url, p), [audio_set["wav"], audio_set["short"]] * 2))
         assert [a.status_code for a in answers] == [200, 400] * 2
     finally:
-        _stop(proc)
+        stop(proc)
     assert proc.returncode == 0

@@ -269,3 +269,27 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
     assert len(list(store.list("runs/k1/checkpoint/"))) <= 2  # the last and the best
     again = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path)
     assert again.returncode == 2 and "no unfinished run" in again.stderr
+
+
+def test_platt_scaling_moves_one_sided_scores_to_even_odds() -> None:
+    """Scores that rank well but all sit under 0.5 (the dropout/batch-norm shift of the
+    original architecture) are calibrated on validation labels, inside the model itself."""
+    import keras
+
+    from deepcurator import calibration
+    from deepcurator.model import build_model
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    p = 1 / (1 + np.exp(-(-2.5 + 1.5 * y + rng.normal(0, 0.5, y.size))))  # all well under 0.5
+    a, c = calibration.platt(p, y)
+    calibrated = 1 / (1 + np.exp(-(a * calibration.logit(p) + c)))
+    assert ((p >= 0.5) == y).mean() < 0.6 < 0.9 < ((calibrated >= 0.5) == y).mean()
+
+    keras.utils.set_random_seed(1)
+    model = build_model(0.125)
+    x = rng.normal(-40, 20, (3, 128, 1291, 1)).astype(np.float32)
+    before = model.predict(x, verbose=0).reshape(-1)
+    calibration.fold_into_output(model, 2.0, -1.0)
+    after = model.predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(calibration.logit(after), 2.0 * calibration.logit(before) - 1.0, atol=1e-4)
