@@ -245,6 +245,7 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
     a, c = calibration.platt(predict(best_model, val_items, global_batch), val_items.label)
     calibration.fold_into_output(best_model, a, c)
     state["calibration"] = {"method": "Platt scaling on the validation slices", "a": a, "c": c}
+    runs.write_json(store, runs.key(run_id, "state.json"), state)  # the report reads it
     export_model(best_model, tc.width, work / "model.keras")
     store.put_file(runs.key(run_id, "model.keras"), work / "model.keras")
     metrics = report.evaluate_run(cfg, store, run_id)

@@ -189,6 +189,8 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     assert metrics["baseline"]["test"]["track"]["roc_auc"] > 0.9  # the classes are easy for band statistics
     card = store.get_bytes("runs/r1/MODEL_CARD.md").decode()
     assert "sought-after on Discogs" in card and "ROC-AUC" in card
+    cal = metrics["training"]["calibration"]
+    assert cal["method"].startswith("Platt") and f"{cal['a']:.3f}" in card  # the served model is calibrated
 
     # The stored model, reloaded, gives the scores recorded in predictions.csv.
     model_path = tmp_path / "model.keras"
