@@ -38,12 +38,6 @@ def track_logmel(path: str) -> np.ndarray:
     return quantize(logmel(decode(path)))
 
 
-def band_stats(x: np.ndarray) -> np.ndarray:
-    """(n, 128, 1291, 1) slices -> (n, 256) per-band mean and std."""
-    x = x[..., 0]
-    return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)
-
-
 def track_auc(y_track: dict[str, int], slice_ids: np.ndarray, slice_p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -114,12 +108,13 @@ def main() -> None:
     print(f"slices: {len(X)} from {len(lab)} tracks")
 
     # 4. baseline
+    from deepcurator.baseline import band_stats
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    F = band_stats(X)
+    F = np.stack([band_stats(x) for x in X])  # the baseline's own features, per slice
     p = np.zeros(len(X))
     for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(F, y, ids_arr):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(F[tr], y[tr])

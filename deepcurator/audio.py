@@ -101,7 +101,7 @@ def decode(
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
         try:
-            _widen_pipe(proc.stdout.fileno())
+            widen_pipe(proc.stdout.fileno())
             if timer is not None:
                 timer.start()
             data = proc.stdout.read()
@@ -124,7 +124,7 @@ def decode(
     return np.frombuffer(data, dtype=np.float32)
 
 
-def _widen_pipe(fd: int) -> None:
+def widen_pipe(fd: int) -> None:
     """Grow a pipe's buffer to 1 MiB (Linux), so ffmpeg writes and Python reads in large
     chunks instead of 64 KiB ones: fewer context switches per track."""
     try:

@@ -26,11 +26,8 @@ from tqdm import tqdm
 
 from deepcurator.errors import InputError
 from deepcurator.features import N_MELS, SLICE_FRAMES, STORED_DTYPE, n_slices
+from deepcurator.process import feature_key
 from deepcurator.store import Store
-
-
-def feature_key(youtube_id: str) -> str:
-    return f"features/{youtube_id}.npy"
 
 
 def default_cache_dir(store: Store) -> Path:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from deepcurator import features
-from deepcurator.audio import SAMPLE_RATE, DecodeError, DecodeTimeoutError, _widen_pipe, decode_command
+from deepcurator.audio import SAMPLE_RATE, DecodeError, DecodeTimeoutError, widen_pipe, decode_command
 
 HALF_WINDOW = features.N_FFT // 2          # samples each side of a frame centre
 SLICE_SAMPLES = features.SLICE_FRAMES * features.HOP
@@ -91,7 +91,7 @@ class SliceStream:
             threads = [threading.Thread(target=self._drain, args=(proc, chunks), daemon=True),
                        threading.Thread(target=self._featurize, args=(chunks, ready, stop), daemon=True)]
             try:
-                _widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
+                widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
                 if timer:
                     timer.start()
                 for thread in threads:
