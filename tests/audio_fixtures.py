@@ -21,8 +21,10 @@ CODECS = {
 
 
 def make_audio(path: Path, seconds: float, sr: int = 44100, channels: int = 2, freq: float = 220.0,
-               silent: bool = False, extra: list[str] | None = None) -> Path:
-    """Write ``seconds`` of audio to ``path`` (format from its suffix) and return ``path``."""
+               silent: bool = False, extra: list[str] | None = None, noise: str = "pink", seed: int = 0) -> Path:
+    """Write ``seconds`` of audio to ``path`` (format from its suffix) and return ``path``: a
+    four-note chord on ``freq`` over ``noise``-coloured noise (ffmpeg's anoisesrc colours),
+    the same samples for the same ``seed``."""
     if silent:
         src = f"anullsrc=r={sr}:cl={'mono' if channels == 1 else 'stereo'}"
     else:
@@ -30,7 +32,7 @@ def make_audio(path: Path, seconds: float, sr: int = 44100, channels: int = 2, f
         src = f"aevalsrc='({tones})*(0.6+0.4*sin(2*PI*0.5*t))|({tones})*(0.6+0.4*cos(2*PI*0.5*t))':s={sr}:d={seconds}"
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-t", str(seconds), "-i", src]
     if not silent:
-        cmd += ["-f", "lavfi", "-t", str(seconds), "-i", f"anoisesrc=c=pink:a=0.02:r={sr}",
+        cmd += ["-f", "lavfi", "-t", str(seconds), "-i", f"anoisesrc=c={noise}:a=0.02:r={sr}:seed={seed}",
                 "-filter_complex", "[0][1]amix=inputs=2:normalize=0"]
     cmd += ["-ac", str(channels), "-ar", str(sr), *CODECS[path.suffix], *(extra or []), str(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
