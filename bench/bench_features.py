@@ -5,8 +5,11 @@ Compared, in interleaved rounds on the same file:
 - original: ``librosa.load(sr=22050, res_type="kaiser_fast")`` + melspectrogram + dB (the
   original project's path; needs resampy);
 - librosa:  ``librosa.load(sr=22050)`` (its default soxr_hq) + melspectrogram + dB;
-- ours:     ``features.file_logmel`` (ffmpeg decode/downmix/resample in one pass + float32 log-mel);
-- decode:   ``audio.decode`` alone, the floor.
+- ours:     ``features.file_logmel`` (``audio.decode``: mpg123 + downmix + soxr HQ in blocks,
+  then the float32 log-mel);
+- decode:   ``audio.decode`` alone, the floor;
+- ffmpeg:   ffmpeg's decode, downmix and soxr in one pass (``audio.decode_command``), the route
+  for every other format and the one this project used for mp3 before.
 
 Each is measured by wall time (best of the rounds) and CPU time of this process and its
 children (median), BLAS pinned to one thread. ``--stage-tracks N`` also runs the process
@@ -22,6 +25,7 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +67,8 @@ def bench_paths(path: Path, seconds: float, rounds: int) -> None:
         "librosa default (load soxr_hq + mel)": lambda: librosa_path(path, "soxr_hq"),
         "ours (audio.decode + features.logmel)": lambda: features.file_logmel(path),
         "decode alone (the floor)": lambda: audio.decode(path),
+        "ffmpeg decode (other formats' route)": lambda: subprocess.run(audio.decode_command(path), check=True,
+                                                                      capture_output=True).stdout,
     }
     for fn in paths.values():  # warm up: imports, numba JIT, caches
         fn()

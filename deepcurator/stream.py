@@ -1,11 +1,11 @@
 """Streaming features: each 30-s slice's model input as soon as its samples are decoded.
 
-ffmpeg runs :func:`deepcurator.audio.decode_command` in a subprocess; a reader thread drains
-its pipe (so ffmpeg never waits on us), a feature thread computes slice ``k`` with
-:func:`deepcurator.features.logmel` as soon as the samples it depends on have arrived, and
-the caller scores slice ``k`` while ffmpeg decodes the rest and slice ``k + 1`` is computed:
-decoding, features and the CNN overlap. The result is bit-identical to
-``features.model_input(features.logmel(audio.decode(path)))`` (a test proves it):
+A decoder thread runs :func:`deepcurator.audio.decode_chunks` (the same decoding as the
+process stage), a feature thread computes slice ``k`` with :func:`deepcurator.features.logmel`
+as soon as the samples it depends on have arrived, and the caller scores slice ``k`` while
+the rest is decoded and slice ``k + 1`` is computed: decoding, features and the CNN overlap.
+The result is bit-identical to ``features.model_input(features.logmel(audio.decode(path)))``
+(a test proves it):
 
 - frame ``t`` of the centred STFT covers samples ``[512 t - 1024, 512 t + 1024)``, so slice
   ``k`` (frames ``1291 k … 1291 k + 1290``) needs samples ``[s0 - 1024, s1 + 512)`` with
@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import os
 import queue
-import subprocess
-import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from deepcurator import features
-from deepcurator.audio import SAMPLE_RATE, DecodeError, DecodeTimeoutError, widen_pipe, decode_command
+from deepcurator.audio import SAMPLE_RATE, decode_chunks
 
 HALF_WINDOW = features.N_FFT // 2          # samples each side of a frame centre
 SLICE_SAMPLES = features.SLICE_FRAMES * features.HOP
@@ -54,19 +52,19 @@ def slice_input(segment: np.ndarray, drop: int) -> np.ndarray:
 
 class SliceStream:
     """Iterate over a file's slices as model input ``(128, 1291, 1)`` float32, one per whole
-    30 s, while ffmpeg decodes.
+    30 s, while it is decoded.
 
     After iteration, ``n_samples`` and ``duration_s`` describe the decoded audio.
     ``timeout`` (seconds) bounds the whole decode; ``max_duration`` (seconds) stops decoding
-    there. Raises :class:`DecodeError` for input ffmpeg cannot read, no audio, or a timeout.
+    there. Raises :class:`~deepcurator.audio.DecodeError` for unreadable input, no audio, or
+    a timeout.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float | None = 30.0,
-                 max_duration: float | None = None, chunk_s: float = 1.0, ffmpeg: str | None = None) -> None:
+                 max_duration: float | None = None, ffmpeg: str | None = None) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self.max_duration = max_duration
-        self.chunk_bytes = max(1, int(chunk_s * SAMPLE_RATE)) * BYTES_PER_SAMPLE
         self.ffmpeg = ffmpeg
         self.n_samples = 0
 
@@ -75,66 +73,30 @@ class SliceStream:
         return self.n_samples / SAMPLE_RATE
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        cmd = decode_command(self.path, SAMPLE_RATE, max_duration=self.max_duration, ffmpeg=self.ffmpeg)
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-            timed_out = threading.Event()
-
-            def kill() -> None:
-                timed_out.set()
-                proc.kill()
-
-            timer = threading.Timer(self.timeout, kill) if self.timeout else None
-            chunks: queue.Queue[bytes | None] = queue.Queue()
-            ready: queue.Queue[object] = queue.Queue()
-            stop = threading.Event()
-            threads = [threading.Thread(target=self._drain, args=(proc, chunks), daemon=True),
-                       threading.Thread(target=self._featurize, args=(chunks, ready, stop), daemon=True)]
-            try:
-                widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
-                if timer:
-                    timer.start()
-                for thread in threads:
-                    thread.start()
-                while (item := ready.get()) is not _DONE:
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item  # type: ignore[misc]
-                proc.wait()
-            finally:
-                stop.set()
-                if timer:
-                    timer.cancel()
-                if proc.poll() is None:  # the consumer stopped early, or an error
-                    proc.kill()
-                    proc.wait()
-                for thread in threads:
-                    thread.join()
-                proc.stdout.close()  # type: ignore[union-attr]
-            if timed_out.is_set():
-                raise DecodeTimeoutError(f"decoding {os.path.basename(self.path)} took longer than {self.timeout:g} s")
-            if proc.returncode != 0:
-                err.seek(0)
-                lines = err.read().decode(errors="replace").strip().splitlines()
-                raise DecodeError(f"cannot decode {os.path.basename(self.path)}: {lines[-1] if lines else 'ffmpeg failed'}")
-            if self.n_samples == 0:
-                raise DecodeError(f"cannot decode {os.path.basename(self.path)}: no audio stream")
-
-    def _drain(self, proc: subprocess.Popen[bytes], chunks: queue.Queue[bytes | None]) -> None:
-        """Reader thread: move ffmpeg's output into the queue until EOF (then ``None``)."""
+        blocks = decode_chunks(self.path, SAMPLE_RATE, timeout=self.timeout, max_duration=self.max_duration,
+                               ffmpeg=self.ffmpeg)
+        samples: queue.Queue[object] = queue.Queue()
+        ready: queue.Queue[object] = queue.Queue()
+        stop = threading.Event()
+        threads = [threading.Thread(target=_decode, args=(blocks, samples, stop), daemon=True),
+                   threading.Thread(target=self._featurize, args=(samples, ready, stop), daemon=True)]
         try:
-            while block := proc.stdout.read(self.chunk_bytes):  # type: ignore[union-attr]
-                chunks.put(block)
-        except (OSError, ValueError):  # the pipe was closed under us: the consumer gave up
-            pass
+            for thread in threads:
+                thread.start()
+            while (item := ready.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
         finally:
-            chunks.put(None)
+            stop.set()  # the consumer stopped early, or an error: both threads end after the block in hand
+            for thread in threads:
+                thread.join()
 
-    def _featurize(self, chunks: queue.Queue[bytes | None], ready: queue.Queue[object], stop: threading.Event) -> None:
+    def _featurize(self, samples: queue.Queue[object], ready: queue.Queue[object], stop: threading.Event) -> None:
         """Feature thread: compute slices while the caller runs the model on earlier ones;
         ``stop`` (the caller gave up) ends it after the slice in hand."""
         try:
-            for x in self._slices(chunks):
+            for x in self.slices(_received(samples)):
                 if stop.is_set():
                     break
                 ready.put(x)
@@ -143,18 +105,22 @@ class SliceStream:
         finally:
             ready.put(_DONE)
 
-    def _slices(self, chunks: queue.Queue[bytes | None]) -> Iterator[np.ndarray]:
-        """Assemble samples from the queue; yield each slice as soon as it can be computed."""
+    def slices(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Each whole slice's model input ``(128, 1291, 1)`` from consecutive blocks of the
+        track's samples (float32, any sizes), as soon as the blocks so far allow; counts
+        ``n_samples``."""
         pending = bytearray()   # f32le bytes from sample `base` on
         base = 0                # index (in the track) of pending's first sample
         k = 0
+        self.n_samples = 0
+        source = iter(blocks)
         eof = False
         while not eof:
-            block = chunks.get()
+            block = next(source, None)
             if block is None:
                 eof = True
             else:
-                pending += block
+                pending += memoryview(np.ascontiguousarray(block, dtype=np.float32)).cast("B")
             have = base + len(pending) // BYTES_PER_SAMPLE
             self.n_samples = have
             # Whole slices only: slice k exists when the track has (k + 1) · 1291 frames,
@@ -172,6 +138,29 @@ class SliceStream:
                 next_start = slice_segment_bounds(k)[0]
                 del pending[: (next_start - base) * BYTES_PER_SAMPLE]
                 base = next_start
+
+
+def _decode(blocks: Iterator[np.ndarray], samples: queue.Queue[object], stop: threading.Event) -> None:
+    """Decoder thread: move blocks into the queue until the end (then ``None``), an error
+    (then the exception, for the consumer's thread) or ``stop``."""
+    try:
+        for block in blocks:
+            if stop.is_set():
+                break
+            samples.put(block)
+    except BaseException as exc:  # noqa: BLE001
+        samples.put(exc)
+    finally:
+        blocks.close()  # type: ignore[attr-defined]  # stops the decoder if it is still running
+        samples.put(None)
+
+
+def _received(samples: queue.Queue[object]) -> Iterator[np.ndarray]:
+    """The blocks the decoder thread queues, until its ``None``; its exception is raised here."""
+    while (item := samples.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item  # type: ignore[misc]
 
 
 def slice_times(n: int) -> list[tuple[float, float]]:
