@@ -4,7 +4,7 @@ Both run under gunicorn with 2 workers and the same
 FULL-width model (random weights: speed does not depend on them):
 
 1. single-request latency for a 5-minute mp3: one request at a time, the two servers taking
-   turns (both running, idle when not asked), with ffmpeg's decode alone as the floor;
+   turns (both running, idle when not asked), with decoding alone (`audio.decode`) as the floor;
 2. a bounded load test: UPLOADS uploads of 3-5 minute mp3s at CONCURRENCY, counting errors,
    p50/p95 latency and requests per second.
 
@@ -86,7 +86,7 @@ def upload(url: str, path: Path) -> tuple[float, int]:
 
 def server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
     """CPU seconds (user + system) used so far by the server's workers and their finished
-    children (ffmpeg): a figure other load on the machine does not inflate, unlike latency."""
+    children (ffmpeg, for formats other than mp3): a figure other load on the machine does not inflate, unlike latency."""
     import psutil
 
     total = 0.0
@@ -98,7 +98,7 @@ def server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
 
 def single_requests(servers: dict[str, tuple[subprocess.Popen[bytes], str]], five: Path, rounds: int) -> dict[str, dict]:
     """One 5-minute upload at a time, the servers taking turns round after round (with
-    ffmpeg's decode alone as a floor), so that both see the same background load."""
+    decoding alone as a floor), so that both see the same background load."""
     times: dict[str, list[float]] = {name: [] for name in [*servers, "decode_alone"]}
     errors = dict.fromkeys(servers, 0)
     cpu = {name: 0.0 for name in servers}
@@ -184,8 +184,8 @@ def main() -> None:
     print(f"| 5-min mp3, one request at a time, p50 ({args.rounds} rounds, taking turns) | {so['p50_s']:.2f} s "
           f"| {sg['p50_s']:.2f} s | {sg['p50_s'] / so['p50_s']:.1f}x |")
     print(f"| same, best of {args.rounds} | {so['min_s']:.2f} s | {sg['min_s']:.2f} s | {sg['min_s'] / so['min_s']:.1f}x |")
-    print(f"| ffmpeg decode alone of that mp3 (audio.decode), p50, same rounds | {single['decode_alone']['p50_s']:.2f} s | | |")
-    print(f"| server CPU time per 5-min request (user+sys, ffmpeg included) | {so['cpu_s']:.2f} s | {sg['cpu_s']:.2f} s "
+    print(f"| decoding alone of that mp3 (audio.decode), p50, same rounds | {single['decode_alone']['p50_s']:.2f} s | | |")
+    print(f"| server CPU time per 5-min request (user+sys, decoding included) | {so['cpu_s']:.2f} s | {sg['cpu_s']:.2f} s "
           f"| {sg['cpu_s'] / so['cpu_s']:.1f}x |")
     print(f"| load test: uploads of 3-5 min mp3s at concurrency {args.concurrency} | {ours['uploads']} "
           f"| {orig['uploads']} | |")
