@@ -14,6 +14,7 @@ the dataset never has to fit in memory.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -36,37 +37,49 @@ def default_cache_dir(store: Store) -> Path:
     return Path(tempfile.gettempdir()) / "deepcurator-cache" / digest
 
 
-def fetch_features(store: Store, ids: list[str], cache_dir: Path | None, workers: int = 8) -> dict[str, Path]:
-    """Local paths of the features of ``ids``: the store's own files when it is a local
-    folder, otherwise copies downloaded (once, atomically) into ``cache_dir``."""
+def fetch_features(store: Store, versions: dict[str, str], cache_dir: Path | None, workers: int = 8) -> dict[str, Path]:
+    """Local paths of the features of the ids in ``versions`` (id → the store's version tag
+    of ``features/<id>.npy``): the store's own files when it is a local folder, otherwise
+    copies downloaded (once per version, atomically) into ``cache_dir``. A copy is named
+    after its version, so features processed again are fetched again, and replace the old copy."""
     paths: dict[str, Path] = {}
     missing = []
-    for youtube_id in ids:
+    for youtube_id, tag in versions.items():
         local = store.local_path(feature_key(youtube_id))
         if local is not None:
             paths[youtube_id] = local
             continue
-        cached = Path(cache_dir or default_cache_dir(store)) / f"{youtube_id}.npy"
+        version = hashlib.sha1(tag.encode()).hexdigest()[:16]
+        cached = Path(cache_dir or default_cache_dir(store)) / f"{youtube_id}.{version}.npy"
         paths[youtube_id] = cached
         if not cached.is_file():
             missing.append(youtube_id)
     if missing:
         with ThreadPoolExecutor(workers) as pool:
-            jobs = [pool.submit(store.get_file, feature_key(i), paths[i]) for i in missing]
+            jobs = [pool.submit(_fetch, store, i, paths[i]) for i in missing]
             for job in tqdm(jobs, desc="features to local cache", unit="track"):
                 job.result()
     return paths
+
+
+def _fetch(store: Store, youtube_id: str, path: Path) -> None:
+    """Download ``youtube_id``'s features to ``path`` and remove its other cached versions."""
+    store.get_file(feature_key(youtube_id), path)
+    for old in path.parent.glob(f"{glob.escape(youtube_id)}.*.npy"):
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 def build_index(store: Store, tracks: pd.DataFrame, cache_dir: Path | None) -> pd.DataFrame:
     """The usable tracks among ``tracks`` (columns ``youtube_id``, ``label``, any others kept):
     those with stored features of at least one slice, with ``path`` (local file) and
     ``n_frames`` added, in the order of ``tracks``."""
-    stored = {k[len("features/"):-len(".npy")] for k in store.list("features/") if k.endswith(".npy")}
+    stored = {k[len("features/"):-len(".npy")]: tag for k, tag in store.versions("features/").items()
+              if k.endswith(".npy")}
     tracks = tracks[tracks["youtube_id"].isin(stored)].reset_index(drop=True)
     if tracks.empty:
         raise InputError(f"no labelled track has features in {store.describe()}/features/ (run `deepcurator process`)")
-    paths = fetch_features(store, list(tracks["youtube_id"]), cache_dir)
+    paths = fetch_features(store, {i: stored[i] for i in tracks["youtube_id"]}, cache_dir)
     tracks["path"] = [str(paths[i]) for i in tracks["youtube_id"]]
     headers = [npy_layout(Path(p)) for p in tracks["path"]]
     tracks["offset"] = [h[0] for h in headers]

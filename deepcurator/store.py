@@ -78,6 +78,11 @@ class Store(ABC):
         """Every key starting with ``prefix``, in lexicographic order (paginated underneath)."""
 
     @abstractmethod
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        """Every key starting with ``prefix``, with a tag that changes whenever its object is
+        replaced (S3: the ETag; local: size and modification time), from one listing."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
 
@@ -192,6 +197,13 @@ class LocalStore(Store):
                     keys.append(key)
         return iter(sorted(keys))
 
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        tags = {}
+        for key in self.list(prefix):
+            st = self._path(key).stat()
+            tags[key] = f"{st.st_size}-{st.st_mtime_ns}"
+        return tags
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
@@ -299,14 +311,21 @@ class S3Store(Store):
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, key) from None
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """The listing's entries under ``prefix`` (``Key``, ``ETag``, ``Size``...), page after page."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.cfg.bucket, Prefix=self.prefix + prefix):
-                for obj in page.get("Contents", []):
-                    yield obj["Key"][len(self.prefix):]
+                yield from page.get("Contents", [])
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, prefix or "/") from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for obj in self._objects(prefix):
+            yield obj["Key"][len(self.prefix):]
+
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        return {obj["Key"][len(self.prefix):]: obj["ETag"].strip('"') for obj in self._objects(prefix)}
 
     def delete(self, key: str) -> None:
         try:

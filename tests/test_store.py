@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +51,18 @@ def test_list_is_sorted_and_filtered_by_prefix(store: Store) -> None:
     assert list(store.list("fa")) == ["failures/process.jsonl"]
     assert list(store.list()) == sorted(["features/b.npy", "features/a.npy", "audio/a.mp3", "failures/process.jsonl", "labels.csv"])
     assert list(store.list("runs/")) == []
+
+
+def test_versions_change_when_an_object_is_replaced(store: Store) -> None:
+    for key in ["features/a.npy", "features/b.npy", "labels.csv"]:
+        store.put_bytes(key, b"first")
+    before = store.versions("features/")
+    assert sorted(before) == ["features/a.npy", "features/b.npy"]
+    time.sleep(0.01)
+    store.put_bytes("features/a.npy", b"again")  # same size, new content
+    after = store.versions("features/")
+    assert after["features/a.npy"] != before["features/a.npy"]
+    assert after["features/b.npy"] == before["features/b.npy"]
 
 
 def test_listing_is_paginated(store: Store) -> None:

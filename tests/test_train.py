@@ -113,6 +113,34 @@ def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_pat
     assert len(batches) == len(one) // 4 and batches[0][0].shape == (4, 128, 1291, 1)
 
 
+def test_features_processed_again_are_read_again(store, feats: dict, tmp_path: Path) -> None:
+    """The S3 download cache holds one copy per stored version: replaced features are fetched
+    again (and the stale copy removed), unchanged ones are not."""
+    from deepcurator.dataset import build_index, read_window
+
+    put_dataset(store, feats)
+    tracks = pd.DataFrame([(k, lab) for k, (_, lab) in feats.items()], columns=["youtube_id", "label"])
+    first = build_index(store, tracks, tmp_path / "cache").set_index("youtube_id")
+    tag = store.versions("features/")
+    assert set(tag) == {f"features/{k}.npy" for k in feats}
+    changed, (S, _) = next(iter(feats.items()))
+    time.sleep(0.01)  # a new modification time for the local store's tag, whatever its clock's resolution
+    buf = io.BytesIO()
+    np.save(buf, (S - 10).astype(features.STORED_DTYPE))
+    store.put_bytes(f"features/{changed}.npy", buf.getvalue())
+    assert store.versions("features/")[f"features/{changed}.npy"] != tag[f"features/{changed}.npy"]
+    second = build_index(store, tracks, tmp_path / "cache").set_index("youtube_id")
+    row = second.loc[changed]
+    window = read_window(row["path"], row["offset"], row["n_frames"], 0)
+    np.testing.assert_array_equal(window[..., 0], (S - 10).astype(features.STORED_DTYPE)[:, :features.SLICE_FRAMES])
+    unchanged = [k for k in feats if k != changed]
+    assert (second.loc[unchanged, "path"] == first.loc[unchanged, "path"]).all()
+    if store.local_path(f"features/{changed}.npy") is None:  # S3: a cached copy per version
+        assert second.loc[changed, "path"] != first.loc[changed, "path"]
+        assert not Path(first.loc[changed, "path"]).exists()
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(Path(p).name for p in second["path"])
+
+
 def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> None:
     """tf.data and the baseline read windows from many threads; the reads must not share
     anything that breaks (np.load's header parsing did, under CPython 3.11)."""
