@@ -208,113 +208,164 @@ def _grid(on: np.ndarray, pattern: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return b.ravel(), s.ravel()
 
 
-def render(spec: TrackSpec) -> np.ndarray:
-    """Synthesise the track: float32 stereo samples, shape ``(n, 2)``, n = duration × 44,100."""
-    rng = np.random.default_rng(spec.seed)
-    f = spec.faults
-    n = int(round(spec.duration * SR))
-    step_s = 60.0 / spec.bpm / 4
-    bars = int(np.ceil(spec.duration / (step_s * STEPS_PER_BAR)))
-    on = arrangement(rng, bars)
-    jitter_s = 0.002 + 0.035 * f.timing
+@dataclass
+class _Track:
+    """What the parts of one track share while it is rendered: its random generator (drawn
+    from in a fixed order, so a spec always gives the same samples), length ``n`` in samples,
+    16th-note step in seconds, the arrangement, the filter-cutoff factor and the stereo buses
+    (float32 ``(n,)`` each)."""
 
-    def onsets(seconds: np.ndarray) -> np.ndarray:
+    spec: TrackSpec
+    rng: np.random.Generator
+    n: int
+    step_s: float
+    bars: int
+    on: dict[str, np.ndarray]
+    bright: float
+    left: np.ndarray
+    right: np.ndarray
+    centre: np.ndarray
+
+    @classmethod
+    def start(cls, spec: TrackSpec) -> _Track:
+        rng = np.random.default_rng(spec.seed)
+        n = int(round(spec.duration * SR))
+        step_s = 60.0 / spec.bpm / 4
+        bars = int(np.ceil(spec.duration / (step_s * STEPS_PER_BAR)))
+        on = arrangement(rng, bars)
+        bright = 2.0 ** (2.0 * spec.brightness - 1.0)  # × filter cutoffs, 0.5..2
+        return cls(spec, rng, n, step_s, bars, on, bright, *(np.zeros(n, dtype=np.float32) for _ in range(3)))
+
+    def onsets(self, seconds: np.ndarray) -> np.ndarray:
         """Sample positions of event times, jittered (natural 2 ms, more with the timing fault)."""
-        t = seconds + rng.normal(0.0, jitter_s, seconds.size)
+        t = seconds + self.rng.normal(0.0, 0.002 + 0.035 * self.spec.faults.timing, seconds.size)
         return np.maximum(np.round(t * SR), 0).astype(np.int64)
 
-    bright = 2.0 ** (2.0 * spec.brightness - 1.0)  # × filter cutoffs, 0.5..2
-    left = np.zeros(n, dtype=np.float32)
-    right = np.zeros(n, dtype=np.float32)
-    centre = np.zeros(n, dtype=np.float32)
+    def grid_onsets(self, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """:meth:`onsets` of (bar, step) positions."""
+        return self.onsets(_steps_to_seconds(b, s, self.step_s))
 
-    # drums
+
+@dataclass
+class _Harmony:
+    """The track's key and 4-chord progression (one chord a bar), and the pitch fault."""
+
+    track: _Track
+    scale: np.ndarray
+    chord_of_bar: np.ndarray   # scale degree of each bar's chord root, (bars,)
+    detune: float              # the chords' and lead's ratio against the bass
+    wrong_p: float             # chance of a note a semitone off
+
+    @classmethod
+    def start(cls, t: _Track) -> _Harmony:
+        rng, f = t.rng, t.spec.faults
+        degrees = np.asarray(PROGRESSIONS[rng.integers(len(PROGRESSIONS))])
+        wrong_p = 0.35 * f.pitch
+        detune = 2.0 ** (rng.choice([-1, 1]) * f.pitch * rng.uniform(25, 50) / 1200)
+        return cls(t, np.asarray(SCALES[t.spec.mode]), degrees[np.arange(t.bars) % 4], detune, wrong_p)
+
+    def scale_note(self, degree: np.ndarray, octave_base: int) -> np.ndarray:
+        """MIDI notes of scale degrees (any integer: 7 is the next octave's tonic)."""
+        degree = np.asarray(degree)
+        return octave_base + 12 * (degree // 7) + self.scale[degree % 7]
+
+    def out_of_key(self, notes: np.ndarray) -> np.ndarray:
+        """The pitch fault's wrong notes: some notes a semitone off (random direction)."""
+        rng = self.track.rng
+        wrong = rng.random(notes.size) < self.wrong_p
+        return notes + wrong * rng.choice([-1, 1], notes.size)
+
+
+def render(spec: TrackSpec) -> np.ndarray:
+    """Synthesise the track: float32 stereo samples, shape ``(n, 2)``, n = duration × 44,100."""
+    t = _Track.start(spec)
+    _drums(t)
+    harmony = _Harmony.start(t)
+    _bass(t, harmony)
+    _chords(t, harmony)
+    _lead(t, harmony)
+    mix = np.stack([t.left + t.centre, t.right + t.centre])  # (2, n)
+    return master(mix, spec, t.rng).T.copy()
+
+
+def _drums(t: _Track) -> None:
+    """Kick and clap in the centre; closed (and sometimes open) hats panned."""
+    rng, on, n = t.rng, t.on, t.n
     b, s = _grid(on["kick"], [0, 4, 8, 12] + ([14] if rng.random() < 0.3 else []))
-    place(centre, kick(rng), onsets(_steps_to_seconds(b, s, step_s)), np.where(s == 14, 0.6, 1.0) * 0.9)
+    place(t.centre, kick(rng), t.grid_onsets(b, s), np.where(s == 14, 0.6, 1.0) * 0.9)
     b, s = _grid(on["clap"], [4, 12])
-    place(centre, clap(rng), onsets(_steps_to_seconds(b, s, step_s)), np.full(b.size, 0.45))
+    place(t.centre, clap(rng), t.grid_onsets(b, s), np.full(b.size, 0.45))
     hat_db = rng.uniform(-10, 0)
     busy = rng.random() < 0.5
     b, s = _grid(on["hats"], list(range(16)) if busy else [2, 6, 10, 14])
     vel = np.where(s % 4 == 2, 1.0, 0.45) * 10 ** (hat_db / 20) * 0.3
     hat_l = np.zeros(n, dtype=np.float32)
-    place(hat_l, hat(rng, rng.uniform(0.015, 0.04)), onsets(_steps_to_seconds(b, s, step_s)), vel)
+    place(hat_l, hat(rng, rng.uniform(0.015, 0.04)), t.grid_onsets(b, s), vel)
     if rng.random() < 0.6:
         b, s = _grid(on["hats"] & on["clap"], [2, 6, 10, 14])
-        place(hat_l, hat(rng, rng.uniform(0.08, 0.15)), onsets(_steps_to_seconds(b, s, step_s)),
+        place(hat_l, hat(rng, rng.uniform(0.08, 0.15)), t.grid_onsets(b, s),
               np.full(b.size, 0.5 * 10 ** (hat_db / 20) * 0.3))
     pan = rng.uniform(0.2, 0.4)
-    left += (1 - pan) * hat_l
-    right += (1 + pan) * hat_l * 0.8
+    t.left += (1 - pan) * hat_l
+    t.right += (1 + pan) * hat_l * 0.8
 
-    # harmony: a 4-chord progression, one chord a bar
-    scale = np.asarray(SCALES[spec.mode])
-    degrees = np.asarray(PROGRESSIONS[rng.integers(len(PROGRESSIONS))])
 
-    def scale_note(degree: np.ndarray, octave_base: int) -> np.ndarray:
-        degree = np.asarray(degree)
-        return octave_base + 12 * (degree // 7) + scale[degree % 7]
-
-    wrong_p = 0.35 * f.pitch
-
-    def out_of_key(notes: np.ndarray) -> np.ndarray:
-        """The pitch fault's wrong notes: some notes a semitone off (random direction)."""
-        wrong = rng.random(notes.size) < wrong_p
-        return notes + wrong * rng.choice([-1, 1], notes.size)
-
-    detune = 2.0 ** (rng.choice([-1, 1]) * f.pitch * rng.uniform(25, 50) / 1200)
-    bar_s = step_s * STEPS_PER_BAR
-    chord_of_bar = degrees[np.arange(bars) % 4]
-
-    # bass: a per-track one-bar rhythm, the chord's root (sometimes its fifth or octave)
+def _bass(t: _Track, h: _Harmony) -> None:
+    """A per-track one-bar rhythm on the chord's root (sometimes its fifth or octave), centre."""
+    rng, step_s = t.rng, t.step_s
     bass_steps = sorted(rng.choice(16, size=rng.integers(4, 9), replace=False).tolist())
     if 0 not in bass_steps and rng.random() < 0.5:
         bass_steps = [0] + bass_steps
-    b, s = _grid(on["bass"], bass_steps)
+    b, s = _grid(t.on["bass"], bass_steps)
     offs = rng.choice([0, 0, 0, 4, 7], size=len(bass_steps))  # root, fifth (4 scale steps up), octave
-    deg = chord_of_bar[b] + np.tile(offs, b.size // max(len(bass_steps), 1))
-    notes = out_of_key(scale_note(deg, spec.root))
+    deg = h.chord_of_bar[b] + np.tile(offs, b.size // max(len(bass_steps), 1))
+    notes = h.out_of_key(h.scale_note(deg, t.spec.root))
     grid = _steps_to_seconds(b, s, step_s)
     gaps = np.diff(grid, append=grid[-1] + step_s) if grid.size else grid  # to the next note, s
     lengths = np.round(np.minimum(gaps, 1.5 * step_s) * SR).astype(np.int64)
     wave = rng.choice(["saw", "square"])
-    centre += voice(n, onsets(grid), lengths, midi_hz(notes), 0.5,
-                    wave=wave, decay=0.25, release=0.01, cutoff=300 * bright + 200)
+    t.centre += voice(t.n, t.onsets(grid), lengths, midi_hz(notes), 0.5,
+                      wave=wave, decay=0.25, release=0.01, cutoff=300 * t.bright + 200)
 
-    # chords: triads one octave up, a bar long, detuned left/right for width
-    bars_on = np.flatnonzero(on["chords"])
-    if bars_on.size:
-        ons = np.round(bars_on * bar_s * SR).astype(np.int64)
-        length = int(bar_s * SR) - 200
-        wave = rng.choice(["saw", "square"])
-        for tone in (0, 2, 4):
-            notes = out_of_key(scale_note(chord_of_bar[bars_on] + tone, spec.root + 12))
-            hz = midi_hz(notes) * detune
-            for side, cents in ((left, 6), (right, -6)):
-                side += voice(n, ons, np.full(bars_on.size, length), hz * 2 ** (cents / 1200), 0.12,
-                              wave=wave, decay=2.0, release=0.05, cutoff=1200 * bright)
 
-    # lead: a two-bar motif of scale notes, moved with the chord
+def _chords(t: _Track, h: _Harmony) -> None:
+    """Triads one octave above the bass, a bar long, detuned left/right for width."""
+    bars_on = np.flatnonzero(t.on["chords"])
+    if not bars_on.size:
+        return
+    bar_s = t.step_s * STEPS_PER_BAR
+    ons = np.round(bars_on * bar_s * SR).astype(np.int64)
+    length = int(bar_s * SR) - 200
+    wave = t.rng.choice(["saw", "square"])
+    for tone in (0, 2, 4):
+        notes = h.out_of_key(h.scale_note(h.chord_of_bar[bars_on] + tone, t.spec.root + 12))
+        hz = midi_hz(notes) * h.detune
+        for side, cents in ((t.left, 6), (t.right, -6)):
+            side += voice(t.n, ons, np.full(bars_on.size, length), hz * 2 ** (cents / 1200), 0.12,
+                          wave=wave, decay=2.0, release=0.05, cutoff=1200 * t.bright)
+
+
+def _lead(t: _Track, h: _Harmony) -> None:
+    """A two-bar motif of scale notes, moved with the chord, panned."""
+    rng = t.rng
     motif_steps = np.sort(rng.choice(32, size=rng.integers(6, 12), replace=False))
     motif_deg = rng.integers(0, 8, size=motif_steps.size)
-    bars_on = np.flatnonzero(on["lead"])
+    bars_on = np.flatnonzero(t.on["lead"])
     b = np.repeat(bars_on, motif_steps.size)
     k = np.tile(np.arange(motif_steps.size), bars_on.size)
     keep = (motif_steps[k] // 16) == (b % 2)  # the motif's first bar on even bars, second on odd
     b, k = b[keep], k[keep]
-    if b.size:
-        s = motif_steps[k] % 16
-        notes = out_of_key(scale_note(motif_deg[k] + chord_of_bar[b] % 3, spec.root + 24))
-        ons = onsets(_steps_to_seconds(b, s, step_s))
-        lengths = np.full(b.size, int(step_s * SR * 1.5))
-        lead = voice(n, ons, lengths, midi_hz(notes) * detune, 0.22,
-                     wave=rng.choice(["saw", "square", "sine"]), decay=0.3, release=0.02, cutoff=3000 * bright)
-        lp = rng.uniform(-0.3, 0.3)
-        left += (1 - lp) * lead
-        right += (1 + lp) * lead
-
-    mix = np.stack([left + centre, right + centre])  # (2, n)
-    return master(mix, spec, rng).T.copy()
+    if not b.size:
+        return
+    s = motif_steps[k] % 16
+    notes = h.out_of_key(h.scale_note(motif_deg[k] + h.chord_of_bar[b] % 3, t.spec.root + 24))
+    ons = t.grid_onsets(b, s)
+    lengths = np.full(b.size, int(t.step_s * SR * 1.5))
+    lead = voice(t.n, ons, lengths, midi_hz(notes) * h.detune, 0.22,
+                 wave=rng.choice(["saw", "square", "sine"]), decay=0.3, release=0.02, cutoff=3000 * t.bright)
+    lp = rng.uniform(-0.3, 0.3)
+    t.left += (1 - lp) * lead
+    t.right += (1 + lp) * lead
 
 
 def master(mix: np.ndarray, spec: TrackSpec, rng: np.random.Generator) -> np.ndarray:
