@@ -25,10 +25,14 @@ import threading
 import time
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepcurator.errors import InputError
+
+if TYPE_CHECKING:
+    import soundfile
 
 SAMPLE_RATE = 22050
 
@@ -160,7 +164,7 @@ def decode(
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def _open_mp3(path: str | os.PathLike[str]):  # -> soundfile.SoundFile | None
+def _open_mp3(path: str | os.PathLike[str]) -> soundfile.SoundFile | None:
     """``path`` opened by libsndfile if it holds mp3 it can read, else None (ffmpeg's turn)."""
     import soundfile
 
@@ -178,7 +182,7 @@ class _Mpg123Failed(Exception):
     """mpg123 gave up on a damaged stream."""
 
 
-def _mp3_blocks(f, sr: int, limit: int | None) -> Iterator[np.ndarray]:
+def _mp3_blocks(f: soundfile.SoundFile, sr: int, limit: int | None) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``sr`` from an mp3 open in libsndfile (closed at the end):
     read, mean of the channels, soxr; at most ``limit`` samples. Raises
     :class:`_Mpg123Failed` where mpg123 gives up."""
