@@ -154,7 +154,7 @@ def label_of(score: float) -> str:
 def configure_threads(n: int) -> None:
     """Threads for scoring: TensorFlow's intra-op threads ``n`` (0: its default, one per
     core), and one BLAS thread for the features in this process. The features of a slice
-    are small and the cores are busy with ffmpeg and the CNN: OpenBLAS's spinning worker
+    are small and the cores are busy with the decoder and the CNN: OpenBLAS's spinning worker
     threads cost a third more CPU per request for nothing (measured: bench/RESULTS.md).
 
     TensorFlow's setting must come before it executes anything; a later call keeps the first.
@@ -255,7 +255,7 @@ class TrackScore:
 
 def score_file(scorer: Scorer, path: str | os.PathLike[str], *, decode_timeout: float | None = 30.0,
                max_duration_s: float | None = None, over_duration: str = "reject") -> TrackScore:
-    """Decode, featurise and score ``path``, each slice scored as soon as ffmpeg has decoded it.
+    """Decode, featurise and score ``path``, each slice scored as soon as it is decoded.
 
     Over ``max_duration_s`` seconds: :class:`TooLong` (``over_duration="reject"``), or only the
     first ``max_duration_s`` seconds are scored (``"truncate"``). Under one slice:

@@ -35,7 +35,7 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 
 
 def _suffix(filename: str | None) -> str:
-    """A safe file suffix for the temp copy (ffmpeg probes content, the suffix only helps)."""
+    """A safe file suffix for the temp copy (the decoders probe the content, the suffix only helps)."""
     suffix = Path(filename or "").suffix.lower()
     return suffix if suffix[1:].isalnum() and len(suffix) <= 8 else ""
 
