@@ -200,7 +200,10 @@ class LocalStore(Store):
     def versions(self, prefix: str = "") -> dict[str, str]:
         tags = {}
         for key in self.list(prefix):
-            st = self._path(key).stat()
+            try:
+                st = self._path(key).stat()
+            except FileNotFoundError:  # deleted since the listing: not there any more
+                continue
             tags[key] = f"{st.st_size}-{st.st_mtime_ns}"
         return tags
 
