@@ -18,6 +18,7 @@ reader (:func:`decode_chunks`) get the same samples, bit for bit.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -30,6 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepcurator.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import soundfile
@@ -53,6 +56,34 @@ _REGROUP = "asetnsamples=n=16384:p=0"
 
 _PIPE_READ = 1 << 20      # bytes per read from ffmpeg's pipe (11.9 s of output)
 _MP3_BLOCK = 1 << 16      # frames per read from libsndfile (1.5 s at 44.1 kHz)
+
+# The only demuxers ffmpeg may use: containers of audio that read nothing but the bytes of
+# the file they are given. An upload is untrusted, and ffmpeg picks the demuxer from the
+# content: a playlist (hls, m3u), a concat list, an image sequence or a lavfi graph would
+# otherwise make it open further files on this machine (or URLs) and decode those instead.
+# The mov demuxer follows external references only with ``enable_drefs``, off by default.
+AUDIO_DEMUXERS = (
+    "mp3", "wav", "w64", "flac", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "aac", "ac3",
+    "eac3", "dts", "aiff", "caf", "asf", "au", "amr", "ape", "wv", "tta", "tak", "mpc", "mpc8", "dsf",
+)
+# Protocols likewise: the file itself, never the network or a pipe to another program.
+_PROTOCOLS = "file"
+
+# A decoder that stops this far short of the frame count in the stream's header has lost
+# audio (mpg123 can end a damaged stream early without an error): the next decoder takes
+# over. Headers without a frame count (CBR without a Xing/LAME tag) give an estimate that
+# was measured up to 0.22 s off on healthy files, so the margin is 0.5 s (or 0.5 % of long
+# variable-bitrate files, whose estimate is coarser).
+_SHORT_READ_S = 0.5
+_SHORT_READ_FRACTION = 0.005
+
+# Decoded samples are nominally in [-1, 1]; float formats carry overs, and a damaged mp3
+# frame decodes to bursts far beyond (up to 3,200 measured on bit-flipped files), but nothing
+# that was ever audio reaches 64 (+36 dBFS) for long. Samples beyond are clipped to it (a
+# damaged frame stays a short burst, and the features never overflow); a track with more than
+# 10 % of its samples beyond (a float WAV of 1e30, say), or any NaN or infinity, is refused.
+MAX_ABS_SAMPLE = 64.0
+_MAX_OVER_FRACTION = 0.1
 
 
 class DecodeError(InputError):
@@ -86,9 +117,12 @@ def decode_command(
 
     One pass: decode the first audio stream (cover art, video and subtitles are ignored),
     downmix by the mean of the channels (librosa's ``to_mono``), resample with soxr.
-    ``max_duration`` (seconds) stops early.
+    ``max_duration`` (seconds) stops early. Only the demuxers of :data:`AUDIO_DEMUXERS` and
+    the ``file`` protocol are allowed, so ffmpeg reads ``path`` and nothing else.
     """
-    cmd = [ffmpeg_exe(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", os.fspath(path)]
+    cmd = [ffmpeg_exe(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error",
+           "-protocol_whitelist", _PROTOCOLS, "-format_whitelist", ",".join(AUDIO_DEMUXERS),
+           "-i", "file:" + os.path.abspath(path)]
     if max_duration is not None:
         cmd += ["-t", f"{max_duration:.3f}"]
     return cmd + ["-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX},{_REGROUP}",
@@ -117,32 +151,38 @@ def decode_chunks(
     Yields float32 arrays of shape ``(n,)`` (n varies, up to a few seconds) at ``sr`` Hz,
     nominally in [-1, 1]; their concatenation is the track. ``max_duration`` (seconds)
     stops after that much audio. An mp3 that mpg123 gives up on part-way (it resyncs over
-    at most 1 KiB of damage, ffmpeg over much more) is finished by ffmpeg from the same
-    sample on. Raises :class:`DecodeTimeoutError` when decoding runs past ``timeout``
-    seconds and :class:`DecodeError` for unreadable input or a file without audio. Closing
-    the generator early stops the decoder.
+    at most 1 KiB of damage, ffmpeg over much more), or that it ends early without an
+    error (more than 0.5 s short of the stream's frame count), is finished by ffmpeg from
+    the same sample on, so a damaged file loses only its damage. Raises
+    :class:`DecodeTimeoutError` when decoding runs past ``timeout`` seconds and
+    :class:`DecodeError` for unreadable input, a file without audio, NaN or infinite
+    samples, or mostly samples beyond :data:`MAX_ABS_SAMPLE` (fewer are clipped to it).
+    Closing the generator early stops the decoder.
     """
     name = os.path.basename(os.fspath(path))
     deadline = None if timeout is None else time.monotonic() + timeout
     limit = None if max_duration is None else round(max_duration * sr)
     n = 0
+    guard = _SampleGuard(name)
     mp3 = _open_mp3(path)
     if mp3 is not None:
         try:
             for block in _mp3_blocks(mp3, sr, limit):
+                block = guard.check(block)
                 n += block.size
                 yield block
                 _check_deadline(deadline, timeout, name)
             if n:
                 return
-        except _Mpg123Failed:
-            pass  # ffmpeg finishes the track
+        except _Mpg123Failed as exc:
+            logger.info("mpg123 stopped on %s (%s); ffmpeg decodes the rest from %.1f s", name, exc, n / sr)
     skip = n  # samples mpg123 delivered before it gave up
     for block in _ffmpeg_blocks(path, sr, name, deadline, timeout, max_duration, ffmpeg):
         if skip:
             cut = min(skip, block.size)
             block, skip = block[cut:], skip - cut
         if block.size:
+            block = guard.check(block)
             n += block.size
             yield block
     if n == 0:
@@ -179,13 +219,41 @@ def _open_mp3(path: str | os.PathLike[str]) -> soundfile.SoundFile | None:
 
 
 class _Mpg123Failed(Exception):
-    """mpg123 gave up on a damaged stream."""
+    """mpg123 gave up on a damaged stream, or ended it short of its frame count."""
+
+
+class _SampleGuard:
+    """Checks decoded blocks as they pass: refuses NaN and infinities, clips samples beyond
+    :data:`MAX_ABS_SAMPLE` in place and refuses a track once more than
+    :data:`_MAX_OVER_FRACTION` of its samples so far were beyond."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen = 0
+        self.over = 0
+
+    def check(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (float32, shape ``(n,)``), clipped; raises :class:`DecodeError`."""
+        if not block.size:
+            return block
+        peak = float(np.max(np.abs(block)))
+        if not np.isfinite(peak):
+            raise DecodeError(f"cannot decode {self.name}: the audio holds NaN or infinite samples")
+        self.seen += block.size
+        if peak > MAX_ABS_SAMPLE:
+            self.over += int(np.count_nonzero(np.abs(block) > MAX_ABS_SAMPLE))
+            if self.over > _MAX_OVER_FRACTION * self.seen:
+                raise DecodeError(f"cannot decode {self.name}: samples far beyond full scale (up to {peak:.3g}), "
+                                  "not audio")
+            block = np.clip(block, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
+        return block
 
 
 def _mp3_blocks(f: soundfile.SoundFile, sr: int, limit: int | None) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``sr`` from an mp3 open in libsndfile (closed at the end):
     read, mean of the channels, soxr; at most ``limit`` samples. Raises
-    :class:`_Mpg123Failed` where mpg123 gives up."""
+    :class:`_Mpg123Failed` where mpg123 gives up, and after the last block when it ended
+    more than :data:`_SHORT_READ_S` short of the header's frame count."""
     import soundfile
     import soxr
 
@@ -194,6 +262,7 @@ def _mp3_blocks(f: soundfile.SoundFile, sr: int, limit: int | None) -> Iterator[
                      if f.samplerate != sr else None)
         buf = np.empty((_MP3_BLOCK, f.channels), dtype=np.float32)
         done = 0
+        read = 0  # frames at the source rate
         last = False
         while not last and (limit is None or done < limit):
             try:
@@ -201,6 +270,7 @@ def _mp3_blocks(f: soundfile.SoundFile, sr: int, limit: int | None) -> Iterator[
             except soundfile.LibsndfileError as exc:
                 raise _Mpg123Failed(str(exc)) from exc
             last = len(x) < _MP3_BLOCK
+            read += len(x)
             mono = x[:, 0].copy()
             for c in range(1, f.channels):
                 mono += x[:, c]
@@ -211,6 +281,10 @@ def _mp3_blocks(f: soundfile.SoundFile, sr: int, limit: int | None) -> Iterator[
                 out = out[: limit - done]
             done += out.size
             yield out
+        missing = f.frames - read
+        if last and missing > max(_SHORT_READ_S * f.samplerate, _SHORT_READ_FRACTION * f.frames):
+            raise _Mpg123Failed(f"ended {missing / f.samplerate:.1f} s short of the {f.frames / f.samplerate:.1f} s "
+                                "in its header")
 
 
 def _check_deadline(deadline: float | None, timeout: float | None, name: str) -> None:
@@ -252,6 +326,8 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
         if proc.returncode != 0:
             err.seek(0)
             lines = err.read().decode(errors="replace").strip().splitlines()
+            if any("not on whitelist" in line for line in lines):
+                raise DecodeError(f"cannot decode {name}: not an audio file (its format is not an audio container)")
             raise DecodeError(f"cannot decode {name}: {lines[-1] if lines else f'ffmpeg exited with {proc.returncode}'}")
 
 

@@ -121,6 +121,7 @@ class ServeConfig:
     max_duration_s: float = 900.0
     over_duration: str = "reject"  # reject (413) or truncate (score the first max_duration_s)
     decode_timeout_s: float = 30.0
+    read_timeout_s: float = 15.0  # a client that sends nothing for this long is answered 400
     tf_threads: int = 0  # TensorFlow intra-op threads per process; 0 = one per core
     model_cache_dir: str | None = None  # downloaded models; default ~/.cache/deepcurator/models
 

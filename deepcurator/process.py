@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepcurator import audio, features
+from deepcurator import audio, features, native_stderr
 from deepcurator.config import Config, ProcessConfig
 from deepcurator.failures import FailureLog
 from deepcurator.parallel import Summary, default_workers, make_executor, run_items
@@ -117,6 +117,7 @@ def process_track(item: tuple[str, str], store: Store, cfg: ProcessConfig) -> Tr
     """Worker task: fetch ``item = (track id, audio key)``, compute its features and store
     them under ``features/<id>.npy``. Runs in a worker process."""
     _one_thread_per_worker()
+    native_stderr.install()  # the mp3 decoder's per-frame notes go to a DEBUG logger
     track_id, key = item
     local = store.local_path(key)
     if local is not None:

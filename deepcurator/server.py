@@ -9,35 +9,43 @@ server refuses to start) and serves:
 - ``GET /health``: ``{status, model_loaded, run_id, version, aggregation}``;
 - ``GET /``: a page to upload a file and see its score and per-slice chart.
 
-Bad uploads are JSON errors, never a 500 (the README has the table of errors).
+Bad uploads are JSON errors, never a 500 (the README has the table of errors). The server
+reads nothing but the upload: the temporary copy has no name of the client's, and the
+decoders accept only audio containers that read the file itself (:mod:`deepcurator.audio`).
+A refused upload is answered promptly: what is left of its body is read (at most
+:data:`DRAIN_LIMIT` bytes, for at most ``serve.read_timeout_s``) so that the client sees the
+answer, and the connection is closed; a client that stops sending for ``serve.read_timeout_s``
+gets a 400 and loses its worker thread.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
-from deepcurator import __version__
+from deepcurator import __version__, native_stderr
 from deepcurator.audio import DecodeError, DecodeTimeoutError
 from deepcurator.config import Config
 from deepcurator.predict import Scorer, TooLong, TooShort, load_scorer, score_file
 
 DRAIN_LIMIT = 256 * 1024 * 1024  # read at most this much of a refused upload before answering
+FORM_PARTS = 16                   # multipart parts per request: the file, and room for a few fields
+FORM_FIELD_BYTES = 256 * 1024     # the largest text field (werkzeug also bounds each 64 KiB read by it)
 
 
-def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify({"error": message, "status": status}), status
-
-
-def _suffix(filename: str | None) -> str:
-    """A safe file suffix for the temp copy (the decoders probe the content, the suffix only helps)."""
-    suffix = Path(filename or "").suffix.lower()
-    return suffix if suffix[1:].isalnum() and len(suffix) <= 8 else ""
+def _error(status: int, message: str, *, close: bool = False) -> tuple[Response, int]:
+    """A JSON error answer; ``close`` ends the connection after it (the body was not all read)."""
+    response = jsonify({"error": message, "status": status})
+    if close:
+        response.headers["Connection"] = "close"
+    return response, status
 
 
 def _wants_text() -> bool:
@@ -49,18 +57,24 @@ def _wants_text() -> bool:
 
 def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
     """The Flask app for ``cfg`` (``serve`` section), with ``scorer`` or the configured model."""
+    native_stderr.install()  # the mp3 decoder's per-frame notes go to a DEBUG logger, not the log
     app = Flask(__name__)
     s = cfg.serve
     app.config["MAX_CONTENT_LENGTH"] = int(s.max_upload_mb * 1024 * 1024)
+    app.config["MAX_FORM_PARTS"] = FORM_PARTS
+    app.config["MAX_FORM_MEMORY_SIZE"] = FORM_FIELD_BYTES
     scorer = scorer or load_scorer(cfg)
     app.extensions["deepcurator_scorer"] = scorer
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         if isinstance(exc, RequestEntityTooLarge):
-            _drain()
-            return _error(413, f"upload is larger than the {s.max_upload_mb:g} MB limit")
+            return _refuse_large(s.max_upload_mb, s.read_timeout_s)
         return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.before_request
+    def limit_reads() -> None:
+        _set_read_timeout(s.read_timeout_s)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:  # a bug, not a bad upload: keep the answer JSON
@@ -78,10 +92,16 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
 
     @app.post("/predict")
     def predict() -> Any:
-        upload = request.files.get("audio")
+        try:
+            upload = request.files.get("audio")
+        except ClientDisconnected:
+            return _error(400, f"the upload stopped arriving (nothing for {s.read_timeout_s:g} s, "
+                               "or the connection closed)", close=True)
         if upload is None:
-            return _error(400, "no file: send the audio as the multipart form field 'audio'")
-        fd, tmp = tempfile.mkstemp(prefix="deepcurator-upload-", suffix=_suffix(upload.filename))
+            _drain(s.read_timeout_s)
+            return _error(400, "no file: send the audio as the multipart form field 'audio'", close=True)
+        # No name of the client's: not even its suffix reaches a decoder.
+        fd, tmp = tempfile.mkstemp(prefix="deepcurator-upload-", suffix=".upload")
         try:
             with os.fdopen(fd, "wb") as out:
                 upload.save(out)
@@ -106,18 +126,70 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
     return app
 
 
-def _drain() -> None:
-    """Read what is left of a refused upload, so that clients that send the whole body before
-    reading the answer (curl, requests) see the 413 rather than a reset connection."""
-    stream = request.environ.get("wsgi.input")
-    length = request.content_length or 0
-    if stream is None or length > DRAIN_LIMIT:
-        return
+def _refuse_large(max_upload_mb: float, read_timeout_s: float) -> tuple[Response, int]:
+    """The 413 for a request over a limit, with the limit it is over: the upload's size, or
+    the form's shape (too many parts, a long text field, or no boundary where the header
+    says). Reads what is left of the body first (:func:`_drain`)."""
+    length = request.content_length
+    if length is not None:
+        over_size = length > (request.max_content_length or length)
+    else:  # chunked: werkzeug's stream stops at the limit
+        stream = _body_stream()
+        over_size = isinstance(stream, LimitedStream) and stream.is_exhausted
+    _drain(read_timeout_s)
+    if over_size:
+        return _error(413, f"upload is larger than the {max_upload_mb:g} MB limit", close=True)
+    return _error(413, f"the form is not one file upload: at most {FORM_PARTS} parts, text fields up to "
+                       f"{FORM_FIELD_BYTES // 1024} KiB, parts separated by the boundary its header declares; "
+                       "send the file as the multipart field 'audio'", close=True)
+
+
+def _body_stream() -> Any:
+    """The stream the form parser reads the body from (werkzeug's, positioned after what it
+    consumed), or the server's own input when the declared length is over the limit (then
+    nothing has been read)."""
     try:
-        while length > 0:
-            block = stream.read(min(length, 1 << 20))
+        return request.stream
+    except RequestEntityTooLarge:
+        return request.environ.get("wsgi.input")
+
+
+def _drain(seconds: float) -> None:
+    """Read and discard what is left of the request body, so that a client that sends all of
+    it before reading the answer (curl, requests) sees the answer rather than a reset
+    connection. Reads at most :data:`DRAIN_LIMIT` bytes for at most ``seconds``, and never
+    past what the client declared: the part the form parser consumed is not waited for again."""
+    environ = request.environ
+    length = request.content_length
+    if length is not None:
+        try:
+            stream: Any = request.stream  # bounded by the declared length, after what was read
+        except RequestEntityTooLarge:  # declared over the limit: nothing read yet
+            if length > DRAIN_LIMIT:
+                return
+            stream = LimitedStream(environ["wsgi.input"], length)
+    elif environ.get("wsgi.input_terminated"):
+        stream = environ["wsgi.input"]  # chunked: the server ends it at the last chunk
+    else:
+        return
+    deadline = time.monotonic() + seconds
+    total = 0
+    try:
+        while total < DRAIN_LIMIT and time.monotonic() < deadline:
+            block = stream.read(1 << 16)
             if not block:
-                break
-            length -= len(block)
-    except OSError:
-        pass
+                return
+            total += len(block)
+    except (OSError, ValueError, HTTPException):  # gone, timed out, or werkzeug's limit
+        return
+
+
+def _set_read_timeout(seconds: float) -> None:
+    """Make every read of this request's socket give up after ``seconds`` without data
+    (gunicorn's and werkzeug's servers expose the socket; others keep their own timeouts)."""
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if sock is not None and seconds > 0:
+        try:
+            sock.settimeout(seconds)
+        except OSError:
+            pass

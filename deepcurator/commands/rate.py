@@ -49,10 +49,12 @@ def format_table(rows: list[dict[str, object]]) -> str:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from tqdm import tqdm
 
+    from deepcurator import native_stderr
     from deepcurator.errors import InputError
     from deepcurator.parallel import Summary
     from deepcurator.predict import load_scorer, score_file
 
+    native_stderr.install()  # the mp3 decoder's per-frame notes would break the table
     summary = Summary("rate")
     files = find_audio(args.paths)
     scorer = load_scorer(cfg, args.model)
