@@ -37,6 +37,23 @@ class ScoringParams:
     weight_rating: float = 1.0
     weight_price: float = 1.0
 
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the first parameter out of range: ``n`` below 1,
+        a negative prior weight or component weight, all weights 0, or the quantile outside (0.5, 1]."""
+        weights = {"weight_ratio": self.weight_ratio, "weight_rating": self.weight_rating,
+                   "weight_price": self.weight_price}
+        if self.n < 1:
+            raise InputError(f"n must be at least 1, got {self.n}")
+        if not self.prior_weight >= 0:
+            raise InputError(f"prior_weight must be 0 or more, got {self.prior_weight}")
+        if not 0.5 < self.outlier_quantile <= 1.0:
+            raise InputError(f"outlier_quantile must be in (0.5, 1], got {self.outlier_quantile}")
+        for name, value in weights.items():
+            if not value >= 0:
+                raise InputError(f"{name} must be 0 or more, got {value}")
+        if not sum(weights.values()) > 0:
+            raise InputError("the component weights must add up to more than 0")
+
 
 @dataclass
 class LabelResult:
@@ -88,6 +105,7 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
 def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, dict[str, int]]:
     """Score every usable row. Returns all rows with ``ratio``, ``rating``, ``price_norm``,
     ``score`` (NaN for dropped rows) and ``status``, and the drop counts by reason."""
+    params.check()
     df = validate(df)
     status = pd.Series("kept", index=df.index, dtype="object")
 
@@ -109,8 +127,6 @@ def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, 
     rating = bayesian_rating(k["rating_average"], k["rating_count"], params.prior_weight)
     comps = pd.DataFrame({"ratio": minmax(ratio[kept]), "rating": minmax(rating), "price_norm": minmax(k["price"])})
     weights = np.array([params.weight_ratio, params.weight_rating, params.weight_price], dtype=float)
-    if weights.sum() <= 0:
-        raise InputError("the component weights must add up to more than 0")
     raw = comps.to_numpy() @ weights / weights.sum()
     comps["score"] = minmax(pd.Series(raw, index=comps.index))
     out = df.join(comps)

@@ -98,6 +98,21 @@ def test_have_zero_is_dropped_and_too_few_items_says_how_many() -> None:
         make_labels(bad, ScoringParams(n=2, outlier_quantile=1.0))
 
 
+@pytest.mark.parametrize(("params", "message"), [
+    (ScoringParams(n=0), "n must be at least 1, got 0"),
+    (ScoringParams(n=-5), "n must be at least 1, got -5"),
+    (ScoringParams(n=1, prior_weight=-1.0), "prior_weight must be 0 or more, got -1.0"),
+    (ScoringParams(n=1, weight_rating=-1.0), "weight_rating must be 0 or more, got -1.0"),
+    (ScoringParams(n=1, weight_ratio=0.0, weight_rating=0.0, weight_price=0.0), "must add up to more than 0"),
+    (ScoringParams(n=1, weight_price=float("nan")), "weight_price must be 0 or more, got nan"),
+    (ScoringParams(n=1, outlier_quantile=0.2), "outlier_quantile must be in (0.5, 1]"),
+])
+def test_bad_scoring_parameters_are_clear_errors(params: ScoringParams, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        make_labels(HAND, params)
+    assert message in str(err.value)
+
+
 ids = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789_-", min_size=11, max_size=11)
 row = st.tuples(
     st.integers(1, 10**6), st.integers(1, 500), st.integers(0, 500), st.floats(0, 5, allow_nan=False),
