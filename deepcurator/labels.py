@@ -8,6 +8,9 @@ Each item gets three components, each min-max normalised to 0..1:
   ``m`` the prior weight (30 votes) and ``C`` the mean of all votes of the kept items;
 - ``price``: items with a zero price, and those above the quantile, are dropped.
 
+Rows without a ``youtube_id``, or whose id is not a YouTube video id (exactly 11 characters
+of ``A-Z a-z 0-9 _ -``), are dropped too, each reason counted.
+
 The score is the weighted mean of the components, min-max normalised again. A YouTube id
 linked from several releases takes the **highest** score among them (a video counts as
 sought-after when any release that carries it is), so every id gets exactly one label.
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from deepcurator.errors import InputError
+from deepcurator.youtube import VIDEO_ID
 
 COLUMNS = ("discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id")
 NUMERIC = ("have", "want", "rating_average", "rating_count", "price")
@@ -112,7 +116,9 @@ def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, 
     def drop(mask: pd.Series, reason: str) -> None:
         status[mask & (status == "kept")] = reason
 
-    drop(df["youtube_id"].isna() | (df["youtube_id"].str.len() != 11), "no valid youtube_id")
+    missing = df["youtube_id"].isna() | (df["youtube_id"] == "")
+    drop(missing, "no youtube_id")
+    drop(~df["youtube_id"].str.fullmatch(VIDEO_ID).fillna(False).astype(bool), "invalid youtube_id")
     drop(df[list(NUMERIC)].isna().any(axis=1), "missing value")
     drop(df["have"] == 0, "have == 0")
     drop(df["price"] == 0, "price == 0")
