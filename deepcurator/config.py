@@ -192,12 +192,20 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
             return float(value)
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     raise ConfigError(f"config key '{where}' must be {_TYPE_NAMES.get(hint, hint)}, got {shown(where, value)}")
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _apply(section_obj: Any, values: dict[str, Any], section: str) -> None:

@@ -89,6 +89,7 @@ def test_cli_exits_nonzero_with_one_line(tmp_path: Path, body: str) -> None:
         ({"labels": {"weight_price": -0.5}}, "config key 'labels.weight_price' must not be negative"),
         ({"labels": {"weight_ratio": 0, "weight_rating": 0, "weight_price": 0}}, "must not all be 0"),
         ({"labels": {"prior_weight": float("nan")}}, "'labels.prior_weight' must be a finite number"),
+        ({"download": {"timeout_s": 10**400}}, "'download.timeout_s' must be a finite number"),
         ({"serve": {"port": 0}}, "config key 'serve.port' must be between 1 and 65535"),
         ({"serve": {"port": 99999}}, "config key 'serve.port' must be between 1 and 65535"),
     ],
