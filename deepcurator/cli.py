@@ -2,8 +2,8 @@
 
 Each subcommand lives in ``deepcurator/commands/<name>.py`` as a thin layer with
 ``add_arguments(parser)`` and ``run(args, cfg) -> int``; those modules import nothing heavy
-at the top, so ``--help`` is instant. Errors a user can act on (:class:`DeepCuratorError`)
-are printed as one line and exit with status 2.
+at the top, so ``--help`` is instant. Errors a user can act on (:class:`DeepCuratorError`,
+and a bad flag) are printed as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from deepcurator import __version__
 from deepcurator.errors import DeepCuratorError
@@ -33,8 +34,33 @@ COMMANDS: dict[str, str] = {
 STORE_WRITERS = {"labels", "download", "process", "train", "evaluate"}
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other user error (the
+    usage itself is in ``--help``); subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``low`` to ``high`` (inclusive; no upper bound
+    when ``high`` is None), else a one-line error saying the range."""
+    allowed = f"at least {low}" if high is None else f"between {low} and {high}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="deepcurator",
         description="Learn what will be sought-after on Discogs from the sound alone.",
     )
@@ -43,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help=config_help)
     # `--config` also after the command (`create_labels.py --config FILE`); SUPPRESS keeps a
     # value given before the command when none follows it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
@@ -51,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
                              parents=[common])
         module.add_arguments(cmd)
-        cmd.set_defaults(_module=module)
+        cmd.set_defaults(_module=module, _parser=cmd)
     return parser
 
 
@@ -63,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # warnings and errors still show. Set before any stage imports TensorFlow.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the subcommand, whose --help lists its flags
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         cfg = config.load(args.config)
         if args.command in STORE_WRITERS:

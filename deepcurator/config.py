@@ -5,14 +5,21 @@ Defaults live in the dataclasses below; ``config.yml`` (or the file named by
 variables override both (for example ``DEEPCURATOR_STORE_PATH=/data``,
 ``DEEPCURATOR_S3_BUCKET=my-bucket``, ``DEEPCURATOR_DOWNLOAD_WORKERS=16``).
 
-Loading validates: an unknown key or a value of the wrong type raises
-:class:`ConfigError` with a one-line message naming the key.
+Environment values are read by the type of their key, not as YAML: a string key takes the
+text verbatim (``DEEPCURATOR_S3_PREFIX=0755`` is ``"0755"``), an integer, number or true/false
+key parses it (or fails naming the variable), and an empty value unsets an optional key.
+
+Loading validates: an unknown key, a value of the wrong type or out of range, or an unreadable
+file raises :class:`ConfigError` with a one-line message naming the key. Messages never show
+the value of a secret key (see :func:`is_secret`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +32,9 @@ from deepcurator.errors import ConfigError
 
 ENV_PREFIX = "DEEPCURATOR_"
 DEFAULT_FILE = "config.yml"
+_SECRET_NAME = re.compile(r"secret|token|passw(?:or)?d|key", re.I)
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a finite number", str: "a string"}
+_ENV_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 @dataclass
@@ -141,20 +151,37 @@ class Config:
         """The configuration as plain data; secrets are replaced by ``***`` when ``redact``."""
         data = dataclasses.asdict(self)
         if redact:
-            for key in ("access_key", "secret"):
-                if data["s3"][key]:
-                    data["s3"][key] = "***"
+            for section, values in data.items():
+                for key, value in values.items():
+                    if value and is_secret(f"{section}.{key}"):
+                        values[key] = "***"
         return data
+
+
+def is_secret(where: str) -> bool:
+    """Whether the config key ``where`` (``section.key``) holds a credential: its name says
+    secret, token, password or key (``s3.secret``, ``s3.access_key``)."""
+    return bool(_SECRET_NAME.search(where.rsplit(".", 1)[-1]))
+
+
+def shown(where: str, value: Any, with_type: bool = True) -> str:
+    """``value`` of the config key ``where`` as an error message may show it: its repr (after
+    its type when ``with_type``), but never the value of a secret key."""
+    kind = f"{type(value).__name__} " if with_type else ""
+    return f"{kind}(value hidden: a secret)" if is_secret(where) else f"{kind}{value!r}"
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """The type behind ``annotation`` and whether it is optional (``X | None``)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(annotation))
+    return annotation, False
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Return ``value`` coerced to ``annotation`` or raise a ConfigError naming ``where``."""
-    hint = annotation
-    optional = False
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
+    hint, optional = _unwrap(annotation)
     if value is None:
         if optional:
             return None
@@ -166,15 +193,20 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
             return float(value)
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
-    raise ConfigError(
-        f"config key '{where}' must be {names.get(hint, hint)}, got {type(value).__name__} {value!r}"
-    )
+    raise ConfigError(f"config key '{where}' must be {_TYPE_NAMES.get(hint, hint)}, got {shown(where, value)}")
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _apply(section_obj: Any, values: dict[str, Any], section: str) -> None:
@@ -207,19 +239,44 @@ def from_dict(data: dict[str, Any] | None) -> Config:
 
 
 def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Collect ``DEEPCURATOR_<SECTION>_<KEY>`` variables as nested data (values parsed as YAML)."""
+    """Collect ``DEEPCURATOR_<SECTION>_<KEY>`` variables as nested data, each parsed by its
+    key's type (:func:`_parse_env`)."""
     out: dict[str, dict[str, Any]] = {}
     for section, section_type in typing.get_type_hints(Config).items():
-        for key in typing.get_type_hints(section_type):
+        for key, annotation in typing.get_type_hints(section_type).items():
             name = f"{ENV_PREFIX}{section}_{key}".upper()
             if name in environ:
-                raw = environ[name]
-                try:
-                    value = yaml.safe_load(raw) if raw != "" else None
-                except yaml.YAMLError:
-                    value = raw
-                out.setdefault(section, {})[key] = value
+                out.setdefault(section, {})[key] = _parse_env(name, environ[name], annotation, f"{section}.{key}")
     return out
+
+
+def _parse_env(name: str, raw: str, annotation: Any, where: str) -> Any:
+    """The value of the environment variable ``name`` for the config key ``where``: a string
+    verbatim, an integer, finite number or true/false (yes/no, on/off, 1/0) parsed, and
+    ``None`` for an empty value of an optional key. Raises a ConfigError naming ``name``."""
+    hint, optional = _unwrap(annotation)
+    if raw == "" and optional:
+        return None
+    if hint is str:
+        return raw
+    text = raw.strip()
+    if hint is bool and text.lower() in _ENV_BOOLS:
+        return _ENV_BOOLS[text.lower()]
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if hint is float:
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(value):
+                return value
+    got = shown(where, raw, with_type=False)
+    raise ConfigError(f"environment variable {name} must be {_TYPE_NAMES.get(hint, hint)}, got {got}")
 
 
 def _validate(cfg: Config) -> None:
@@ -233,8 +290,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key 's3.secret' is missing: s3.access_key needs it")
     if not 0.5 < cfg.labels.outlier_quantile <= 1.0:
         raise ConfigError("config key 'labels.outlier_quantile' must be in (0.5, 1]")
-    if cfg.labels.n < 1:
-        raise ConfigError("config key 'labels.n' must be at least 1")
+    _validate_labels(cfg.labels)
+    if not 1 <= cfg.serve.port <= 65535:
+        raise ConfigError("config key 'serve.port' must be between 1 and 65535")
     if cfg.process.decode_timeout_s <= 0:
         raise ConfigError("config key 'process.decode_timeout_s' must be positive")
     if cfg.process.max_duration_s < 0:
@@ -251,6 +309,19 @@ def _validate(cfg: Config) -> None:
                 "rate_limit_backoff_s"):
         if getattr(d, key) < 0:
             raise ConfigError(f"config key 'download.{key}' must not be negative")
+
+
+def _validate_labels(c: LabelsConfig) -> None:
+    if c.n < 1:
+        raise ConfigError("config key 'labels.n' must be at least 1")
+    if c.prior_weight < 0:
+        raise ConfigError("config key 'labels.prior_weight' must not be negative")
+    weights = ("weight_ratio", "weight_rating", "weight_price")
+    for key in weights:
+        if getattr(c, key) < 0:
+            raise ConfigError(f"config key 'labels.{key}' must not be negative")
+    if not any(getattr(c, key) > 0 for key in weights):
+        raise ConfigError("config keys 'labels.weight_*' must not all be 0")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -272,14 +343,33 @@ def load(path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str
     file = Path(explicit) if explicit else Path(DEFAULT_FILE)
     data: dict[str, Any] = {}
     if file.exists():
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{file}: not valid YAML{where}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: must hold a mapping of sections")
+        data = _read_file(file)
     elif explicit:
         raise ConfigError(f"config file {file} does not exist")
     return from_dict(_merge(data, _env_overrides(environ)))
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    """The sections of the YAML file ``file`` (an empty file has none); a ConfigError when
+    it is a folder, unreadable, not UTF-8 text, not YAML or not a mapping."""
+    if file.is_dir():
+        raise ConfigError(f"{file}: is a folder, not a config file")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start + 1} is not UTF-8)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{file}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: must hold a mapping of sections, got {type(data).__name__}")
+    return data

@@ -11,7 +11,8 @@
 Failure reasons: ``unavailable`` (private, removed, geo-blocked, age-gated, 404),
 ``rate_limited`` (429, "confirm you're not a bot"), ``network`` (timeouts, resets, 403,
 short transfers), ``ffmpeg`` (not audio, truncated, conversion failed), ``too_long``
-(longer than ``download.max_duration_s``), ``other``.
+(longer than ``download.max_duration_s``), ``invalid_id`` (not an id the source can have:
+see :func:`id_problem`; found before any request), ``other``.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from deepcurator.config import Config, DownloadConfig
 from deepcurator.errors import ConfigError, InputError
 from deepcurator.failures import FailureLog
 from deepcurator.store import Store
+from deepcurator.youtube import is_video_id, is_youtube_url
 
 if TYPE_CHECKING:
     from deepcurator.parallel import Summary
 
 STAGE = "download"
-REASONS = ("unavailable", "rate_limited", "network", "ffmpeg", "too_long", "other")
+REASONS = ("unavailable", "rate_limited", "network", "ffmpeg", "too_long", "invalid_id", "other")
 RETRYABLE = ("rate_limited", "network", "other")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FLUSH_EVERY_S = 10.0
@@ -91,6 +93,17 @@ class Outcome:
 def url_for(template: str, item_id: str) -> str:
     """The source URL of ``item_id`` (``{id}`` in the template is replaced)."""
     return template.replace("{id}", item_id)
+
+
+def id_problem(item_id: str, template: str) -> str | None:
+    """Why ``item_id`` cannot be downloaded through the URL ``template``, or None when it can:
+    every id must be 1 to 64 characters of ``A-Z a-z 0-9 _ -`` (it goes into a URL and a file
+    name), and an id for a YouTube template must be a YouTube video id (11 of them)."""
+    if not ID_RE.fullmatch(item_id):
+        return f"not a valid video id: {item_id!r}"
+    if is_youtube_url(template) and not is_video_id(item_id):
+        return f"not a YouTube video id (11 characters of A-Z a-z 0-9 _ -): {item_id!r}"
+    return None
 
 
 def parse_rate(rate: str | None) -> int | None:
@@ -289,8 +302,9 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
     again, up to ``rate_limit_retries`` times. Expected failures are returned, not raised.
     """
     cfg = settings.cfg
-    if not ID_RE.match(item_id):
-        return Outcome(item_id, reason="other", detail=f"not a valid video id: {item_id!r}")
+    problem = id_problem(item_id, cfg.url_template)
+    if problem:
+        return Outcome(item_id, reason="invalid_id", detail=problem)
     from yt_dlp.utils import YoutubeDLError
 
     url = url_for(cfg.url_template, item_id)

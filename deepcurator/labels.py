@@ -8,6 +8,9 @@ Each item gets three components, each min-max normalised to 0..1:
   ``m`` the prior weight (30 votes) and ``C`` the mean of all votes of the kept items;
 - ``price``: items with a zero price, and those above the quantile, are dropped.
 
+Rows without a ``youtube_id``, or whose id is not a YouTube video id (exactly 11 characters
+of ``A-Z a-z 0-9 _ -``), are dropped too, each reason counted.
+
 The score is the weighted mean of the components, min-max normalised again. A YouTube id
 linked from several releases takes the **highest** score among them (a video counts as
 sought-after when any release that carries it is), so every id gets exactly one label.
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from deepcurator.errors import InputError
+from deepcurator.youtube import VIDEO_ID
 
 COLUMNS = ("discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id")
 NUMERIC = ("have", "want", "rating_average", "rating_count", "price")
@@ -36,6 +40,23 @@ class ScoringParams:
     weight_ratio: float = 1.0
     weight_rating: float = 1.0
     weight_price: float = 1.0
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the first parameter out of range: ``n`` below 1,
+        a negative prior weight or component weight, all weights 0, or the quantile outside (0.5, 1]."""
+        weights = {"weight_ratio": self.weight_ratio, "weight_rating": self.weight_rating,
+                   "weight_price": self.weight_price}
+        if self.n < 1:
+            raise InputError(f"n must be at least 1, got {self.n}")
+        if not self.prior_weight >= 0:
+            raise InputError(f"prior_weight must be 0 or more, got {self.prior_weight}")
+        if not 0.5 < self.outlier_quantile <= 1.0:
+            raise InputError(f"outlier_quantile must be in (0.5, 1], got {self.outlier_quantile}")
+        for name, value in weights.items():
+            if not value >= 0:
+                raise InputError(f"{name} must be 0 or more, got {value}")
+        if not sum(weights.values()) > 0:
+            raise InputError("the component weights must add up to more than 0")
 
 
 @dataclass
@@ -88,13 +109,16 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
 def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, dict[str, int]]:
     """Score every usable row. Returns all rows with ``ratio``, ``rating``, ``price_norm``,
     ``score`` (NaN for dropped rows) and ``status``, and the drop counts by reason."""
+    params.check()
     df = validate(df)
     status = pd.Series("kept", index=df.index, dtype="object")
 
     def drop(mask: pd.Series, reason: str) -> None:
         status[mask & (status == "kept")] = reason
 
-    drop(df["youtube_id"].isna() | (df["youtube_id"].str.len() != 11), "no valid youtube_id")
+    missing = df["youtube_id"].isna() | (df["youtube_id"] == "")
+    drop(missing, "no youtube_id")
+    drop(~df["youtube_id"].str.fullmatch(VIDEO_ID).fillna(False).astype(bool), "invalid youtube_id")
     drop(df[list(NUMERIC)].isna().any(axis=1), "missing value")
     drop(df["have"] == 0, "have == 0")
     drop(df["price"] == 0, "price == 0")
@@ -109,8 +133,6 @@ def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, 
     rating = bayesian_rating(k["rating_average"], k["rating_count"], params.prior_weight)
     comps = pd.DataFrame({"ratio": minmax(ratio[kept]), "rating": minmax(rating), "price_norm": minmax(k["price"])})
     weights = np.array([params.weight_ratio, params.weight_rating, params.weight_price], dtype=float)
-    if weights.sum() <= 0:
-        raise InputError("the component weights must add up to more than 0")
     raw = comps.to_numpy() @ weights / weights.sum()
     comps["score"] = minmax(pd.Series(raw, index=comps.index))
     out = df.join(comps)

@@ -3,7 +3,8 @@
 One small interface, two backends with the same keys:
 
 - :class:`LocalStore`, a folder (default ``data/``); writes go to a temp file in the same
-  folder and are renamed into place, so a key appears only when its object is whole;
+  folder and are renamed into place, so a key appears only when its object is whole (with
+  the mode a plain ``open()`` gives: 0666 less the umask, so another user can read a model);
 - :class:`S3Store`, a bucket (optionally under a prefix) through boto3; a PUT or a
   completed multipart upload is atomic on S3 by nature.
 
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
 import socket
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,24 @@ TMP_PREFIX = ".tmp-"
 def _tmp_prefix() -> str:
     """Temp-file prefix naming the writer (host and pid), so leftovers of a killed writer are known."""
     return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _create_temp(folder: Path) -> tuple[int, Path]:
+    """A new, empty temp file in ``folder`` named for its writer (:func:`_tmp_prefix` and a
+    random hex part, which has no '-'), opened for writing: ``(fd, path)``.
+
+    Created with mode 0666, so the umask alone decides its permissions, as for a plain
+    ``open()``; ``tempfile.mkstemp`` would make it 0600, and the renamed object would then be
+    unreadable by any other user (a server running as another user than the trainer).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = folder / f"{_tmp_prefix()}{secrets.token_hex(6)}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name in {folder}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -123,9 +142,9 @@ class LocalStore(Store):
     def _atomic_target(self, key: str) -> tuple[Path, Path]:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), dir=dest.parent)
+        fd, tmp = _create_temp(dest.parent)
         os.close(fd)
-        return dest, Path(tmp)
+        return dest, tmp
 
     def remove_stale_temps(self) -> int:
         host, removed = socket.gethostname(), 0
@@ -135,7 +154,7 @@ class LocalStore(Store):
             for name in files:
                 if not name.startswith(TMP_PREFIX):
                     continue
-                # .tmp-<host>-<pid>-<random>: mkstemp's random part has no '-'
+                # .tmp-<host>-<pid>-<random>: the random part has no '-'
                 writer_host, _, pid = name[len(TMP_PREFIX):].rpartition("-")[0].rpartition("-")
                 if writer_host == host and pid.isdigit() and not _pid_alive(int(pid)):
                     Path(folder, name).unlink(missing_ok=True)
@@ -344,13 +363,13 @@ class S3Store(Store):
 def _atomic_copy(write: Any, dest: Path) -> None:
     """Call ``write(fileobj)`` into a temp file beside ``dest``, then rename it to ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), dir=dest.parent)
+    fd, tmp = _create_temp(dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
         os.replace(tmp, dest)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def open_store(cfg: Config) -> Store:

@@ -234,6 +234,40 @@ def test_keep_source(media: Path, tmp_path: Path) -> None:
     assert abs(len(decode(store.local_path("audio/src.ogg"))) / SAMPLE_RATE - SECONDS) < 0.1
 
 
+def test_invalid_ids_fail_once_for_good_without_a_request(media: Path, tmp_path: Path) -> None:
+    """An id labels would never write (a hand-edited labels.csv) is logged as invalid_id before
+    any request, and retrying the retryable reasons leaves it alone. For a YouTube template
+    an id must be a YouTube video id; for another source, any short id of safe characters."""
+    youtube = config_mod.from_dict({"store": {"path": str(tmp_path / "yt")}})
+    store = open_store(youtube)
+    bad_for_youtube = ["short", "AAAAAAAAAA!", "abc def ghi", "../../etc/p", "AAAAAAAAAAAA", "x" * 65]
+    put_labels(store, bad_for_youtube)
+    summary = download.run_stage(youtube, store)
+    assert summary.failed == {"invalid_id": len(bad_for_youtube)}
+    assert reasons(store) == {i: "invalid_id" for i in bad_for_youtube}
+    assert "not a YouTube video id" in {r["id"]: r["detail"] for r in failures(store)}["short"]
+    again = download.run_stage(youtube, store, retry=download.RETRYABLE)
+    assert (again.done, again.skipped, sum(again.failed.values())) == (0, len(bad_for_youtube), 0)
+
+    with AudioServer(serve_dir(media, tmp_path / "www", {"short": "src.m4a"})) as srv:
+        mirror = config_mod.from_dict({"store": {"path": str(tmp_path / "mirror")},
+                                       "download": {"url_template": srv.url_template}})
+        store = open_store(mirror)
+        put_labels(store, ["short", "abc def", "a%2Fb"])
+        summary = download.run_stage(mirror, store)
+        assert summary.done == 1 and reasons(store) == {"abc def": "invalid_id", "a%2Fb": "invalid_id"}
+        assert not any("abc" in p or "a%2F" in p for p in srv.requests), srv.requests
+
+
+def test_readme_lists_every_failure_reason() -> None:
+    """The README's table of download failure reasons matches REASONS and RETRYABLE."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Downloading"):]
+    rows = re.findall(r"^\| `(\w+)` +\|[^|]*\| *(yes|no)\b", section, re.M)
+    assert [r for r, _ in rows] == list(download.REASONS)
+    assert [r for r, retry in rows if retry == "yes"] == list(download.RETRYABLE)
+
+
 def test_cli_without_labels_is_a_clear_error(tmp_path: Path) -> None:
     cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")}})
     proc = run_cli("--config", str(write_config(cfg, tmp_path / "c.yml")), "download", cwd=tmp_path, timeout=60)

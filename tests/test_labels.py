@@ -98,6 +98,42 @@ def test_have_zero_is_dropped_and_too_few_items_says_how_many() -> None:
         make_labels(bad, ScoringParams(n=2, outlier_quantile=1.0))
 
 
+def test_ids_that_are_not_youtube_ids_are_dropped_with_a_reason() -> None:
+    """A YouTube id is exactly 11 characters of A-Z a-z 0-9 _ -; anything else is dropped."""
+    bad = ["AAAAAAAA AA", "AAAAAAAAAA!", "AAAAAAAAA\u00e9A", "AAAAAAAAAA", "AAAAAAAAAAAA", "AAAA/AAAAAA"]
+    rows = [(10 + i, 10, 10, 3.0, 5, 10.0, yid) for i, yid in enumerate(bad)]
+    rows += [(20, 10, 10, 3.0, 5, 10.0, None), (21, 10, 10, 3.0, 5, 10.0, "   ")]
+    df = pd.concat([HAND, table(rows), table([(22, 10, 10, 3.0, 5, 10.0, "-_aZ09-_aZ0")])], ignore_index=True)
+    scored, dropped = score_items(df, ScoringParams(n=1, outlier_quantile=1.0))
+    assert dropped == {"invalid youtube_id": len(bad), "no youtube_id": 2}
+    assert set(scored.loc[scored["status"] == "kept", "youtube_id"]) == {*HAND["youtube_id"], "-_aZ09-_aZ0"}
+
+
+def test_the_demo_corpus_ids_are_youtube_ids() -> None:
+    from deepcurator import demo_corpus
+    from deepcurator.youtube import is_video_id
+
+    corpus = demo_corpus.draw_corpus(7, 300)
+    assert all(is_video_id(t.youtube_id) for t in corpus)
+    scored, dropped = score_items(pd.DataFrame(demo_corpus.dataset_rows(corpus, 7)), ScoringParams(n=1))
+    assert "invalid youtube_id" not in dropped and "no youtube_id" not in dropped
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    (ScoringParams(n=0), "n must be at least 1, got 0"),
+    (ScoringParams(n=-5), "n must be at least 1, got -5"),
+    (ScoringParams(n=1, prior_weight=-1.0), "prior_weight must be 0 or more, got -1.0"),
+    (ScoringParams(n=1, weight_rating=-1.0), "weight_rating must be 0 or more, got -1.0"),
+    (ScoringParams(n=1, weight_ratio=0.0, weight_rating=0.0, weight_price=0.0), "must add up to more than 0"),
+    (ScoringParams(n=1, weight_price=float("nan")), "weight_price must be 0 or more, got nan"),
+    (ScoringParams(n=1, outlier_quantile=0.2), "outlier_quantile must be in (0.5, 1]"),
+])
+def test_bad_scoring_parameters_are_clear_errors(params: ScoringParams, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        make_labels(HAND, params)
+    assert message in str(err.value)
+
+
 ids = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789_-", min_size=11, max_size=11)
 row = st.tuples(
     st.integers(1, 10**6), st.integers(1, 500), st.integers(0, 500), st.floats(0, 5, allow_nan=False),

@@ -62,7 +62,7 @@ def test_no_model_is_one_line_saying_how_to_get_one(cfg, tmp_path: Path) -> None
 
 def test_serve_without_a_model_refuses_to_start(tmp_path: Path) -> None:
     config = write_config(from_dict({"store": {"path": str(tmp_path / "empty")}}), tmp_path / "config.yml")
-    proc = run_cli("--config", str(config), "serve", "--port", "0", cwd=tmp_path, timeout=120)
+    proc = run_cli("--config", str(config), "serve", "--port", "1", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "deepcurator train" in lines[0] and "make demo" in lines[0], proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,6 +111,40 @@ def test_temp_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
     writer.wait()
     assert store.remove_stale_temps() == 1
     assert not dead.exists() and live.exists() and other_host.exists()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_local_objects_get_the_mode_open_would_give(tmp_path: Path, umask: int, mode: int) -> None:
+    """Every local write (put_bytes, put_file, get_file) makes a file of mode 0666 less the
+    umask, as a plain open() would: a server running as another user can read a model."""
+    store = LocalStore(tmp_path / "store")
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"model")
+    old = os.umask(umask)
+    try:
+        store.put_bytes("runs/r1/metrics.json", b"{}")
+        store.put_file("runs/r1/model.keras", src)
+        store.get_file("runs/r1/model.keras", tmp_path / "cache" / "model.keras")
+        (tmp_path / "plain.bin").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode) == mode
+    for path in (tmp_path / "store/runs/r1/metrics.json", tmp_path / "store/runs/r1/model.keras",
+                 tmp_path / "cache/model.keras"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    assert sorted(p.name for p in (tmp_path / "store/runs/r1").iterdir()) == ["metrics.json", "model.keras"]
+
+
+def test_s3_download_gets_the_mode_open_would_give(s3_endpoint: str, tmp_path: Path) -> None:
+    """S3Store.get_file writes through the same atomic helper: 0666 less the umask."""
+    store = open_store(make_s3_config(s3_endpoint, tmp_path))
+    store.put_bytes("runs/r1/model.keras", b"model")
+    old = os.umask(0o022)
+    try:
+        store.get_file("runs/r1/model.keras", tmp_path / "cache" / "model.keras")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "cache" / "model.keras").stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a\\b"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from deepcurator.cli import int_in
 from deepcurator.config import Config
 from deepcurator.download import REASONS, RETRYABLE
 
@@ -16,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also retry ids that failed before: with no REASON the retryable ones ({', '.join(RETRYABLE)}); "
              f"reasons: {', '.join(REASONS)}",
     )
-    parser.add_argument("--workers", type=int, help="parallel downloads (default: config download.workers)")
-    parser.add_argument("--limit", type=int, help="download at most this many ids in this run")
+    parser.add_argument("--workers", type=int_in(1), help="parallel downloads (default: config download.workers)")
+    parser.add_argument("--limit", type=int_in(0), help="download at most this many ids in this run")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

@@ -7,13 +7,14 @@ import argparse
 import time
 from pathlib import Path
 
+from deepcurator.cli import int_in
 from deepcurator.config import Config
 from deepcurator.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="the Discogs table (default: config labels.dataset)")
-    parser.add_argument("-n", type=int, help="ids per class (default: config labels.n)")
+    parser.add_argument("-n", type=int_in(1), help="ids per class, at least 1 (default: config labels.n)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         raise InputError(f"dataset {path} is not a readable CSV: {exc}") from None
     c = cfg.labels
     params = labels.ScoringParams(
-        n=args.n or c.n, prior_weight=c.prior_weight, outlier_quantile=c.outlier_quantile,
+        n=c.n if args.n is None else args.n, prior_weight=c.prior_weight, outlier_quantile=c.outlier_quantile,
         weight_ratio=c.weight_ratio, weight_rating=c.weight_rating, weight_price=c.weight_price,
     )
     result = labels.make_labels(df, params)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 
+from deepcurator.cli import int_in
 from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=int_in(0), default=None,
                         help="tracks processed in parallel (default: process.workers; 0 = one per core)")
     parser.add_argument("--retry-all", action="store_true",
                         help="also retry tracks that failed for good before (undecodable, too_short, silent)")

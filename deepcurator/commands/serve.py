@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from deepcurator.cli import int_in
 from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default: config serve.host)")
-    parser.add_argument("--port", type=int, help="port (default: config serve.port)")
+    parser.add_argument("--port", type=int_in(1, 65535), help="port, 1 to 65535 (default: config serve.port)")
     parser.add_argument("--model", help="runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL "
                                         "(default: config serve.model)")
 
