@@ -55,6 +55,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         bar.set_postfix(kept=counts.get("kept", 0), refresh=False)
 
     def on_fetch(done: int, total: int, eta_s: float) -> None:
+        if "scan" in bars:  # the scan is over
+            bars.pop("scan").close()
         bar = bars.get("fetch") or bars.setdefault(
             "fetch", tqdm(total=total, desc="API", unit=" releases", file=sys.stderr,
                           bar_format="{desc}: {n}/{total} {bar} [{elapsed}{postfix}]"))
