@@ -20,6 +20,7 @@ from deepcurator import __version__
 from deepcurator.errors import DeepCuratorError
 
 COMMANDS: dict[str, str] = {
+    "dataset": "rebuild dataset.csv from a Discogs releases dump and the Discogs API",
     "labels": "score Discogs items and write labels.csv (top N good, bottom N not-good)",
     "download": "download every labelled YouTube id as an mp3 into the store",
     "process": "turn every stored mp3 into log-mel features",

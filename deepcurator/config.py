@@ -118,6 +118,38 @@ class TrainConfig:
     test_fraction: float = 0.15
     random_crops: bool = True
     cache_dir: str | None = None
+    split_by: str = "track"  # track, artist or label: no artist (label) in two splits
+
+
+@dataclass
+class DatasetConfig:
+    """Rebuilding dataset.csv from a Discogs releases dump and the Discogs API.
+
+    ``token`` is a personal access token (secret: never printed, redacted by ``to_dict``;
+    ``DEEPCURATOR_DATASET_TOKEN`` sets it). ``styles``, ``years`` and ``formats`` are
+    comma-separated filters (``"Techno,House"``, ``"1990-1999,2005"``, ``"Vinyl"``); empty
+    keeps everything. ``rate_window_s`` is the length of the API's quota window in seconds
+    (Discogs: a moving 60-s window); the per-window limit itself comes from the answers'
+    ``X-Discogs-Ratelimit`` headers, capped by ``requests_per_minute`` when set.
+    """
+
+    dump: str | None = None  # discogs_YYYYMMDD_releases.xml.gz
+    api_url: str = "https://api.discogs.com"
+    token: str | None = field(default=None, repr=False)
+    user_agent: str = "DeepCurator/0.1 +https://github.com/deepcurator"
+    genre: str = "Electronic"
+    styles: str = ""
+    years: str = ""
+    formats: str = ""
+    currency: str = "USD"  # lowest_price is asked for in this currency (curr_abbr)
+    max_age_days: float | None = None  # refetch cached answers older than this; None: never
+    cache: str = "discogs-cache.sqlite"
+    output: str = "dataset.csv"
+    requests_per_minute: int | None = None  # a cap below the quota the headers announce
+    rate_window_s: float = 60.0
+    timeout_s: float = 30.0
+    max_retries: int = 5  # per release, on 429, 5xx and network errors
+    retry_backoff_s: float = 5.0  # first wait after a 429/5xx without Retry-After, doubled each time
 
 
 @dataclass
@@ -146,6 +178,7 @@ class Config:
     process: ProcessConfig = field(default_factory=ProcessConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         """The configuration as plain data; secrets are replaced by ``***`` when ``redact``."""
@@ -309,6 +342,32 @@ def _validate(cfg: Config) -> None:
                 "rate_limit_backoff_s"):
         if getattr(d, key) < 0:
             raise ConfigError(f"config key 'download.{key}' must not be negative")
+    if cfg.train.split_by not in ("track", "artist", "label"):
+        raise ConfigError("config key 'train.split_by' must be track, artist or label")
+    _validate_dataset(cfg.dataset)
+
+
+def _validate_dataset(d: DatasetConfig) -> None:
+    if not d.genre.strip():
+        raise ConfigError("config key 'dataset.genre' must not be empty")
+    if not d.api_url.startswith(("http://", "https://")):
+        raise ConfigError("config key 'dataset.api_url' must be an http(s) URL")
+    if not d.user_agent.strip():
+        raise ConfigError("config key 'dataset.user_agent' must not be empty (Discogs requires one)")
+    for key in ("rate_window_s", "timeout_s"):
+        if getattr(d, key) <= 0:
+            raise ConfigError(f"config key 'dataset.{key}' must be positive")
+    for key in ("max_retries", "retry_backoff_s"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"config key 'dataset.{key}' must not be negative")
+    if d.requests_per_minute is not None and d.requests_per_minute < 1:
+        raise ConfigError("config key 'dataset.requests_per_minute' must be at least 1")
+    if d.max_age_days is not None and d.max_age_days < 0:
+        raise ConfigError("config key 'dataset.max_age_days' must not be negative")
+    for part in filter(None, (p.strip() for p in d.years.split(","))):
+        lo, _, hi = part.partition("-")
+        if not (lo.strip().isdigit() and (not hi or hi.strip().isdigit())):
+            raise ConfigError(f"config key 'dataset.years' must be years or ranges like 1990-1999, got {part!r}")
 
 
 def _validate_labels(c: LabelsConfig) -> None:

@@ -34,7 +34,7 @@ from deepcurator.config import Config, TrainConfig, from_dict
 from deepcurator.dataset import build_index, fixed_slices, make_dataset, training_slices
 from deepcurator.errors import InputError
 from deepcurator.evaluation import level_metrics, level_scores, predict
-from deepcurator.splits import class_balance, make_splits
+from deepcurator.splits import class_balance, make_splits, track_groups
 from deepcurator.store import Store
 
 
@@ -58,6 +58,17 @@ def read_labels(store: Store) -> pd.DataFrame:
     if not {"youtube_id", "label"} <= set(labels.columns):
         raise InputError("labels.csv needs the columns youtube_id,label")
     return labels[["youtube_id", "label"]].astype({"label": int})
+
+
+def split_groups(store: Store, split_by: str) -> pd.Series | None:
+    """``youtube_id`` -> group for ``train.split_by`` (None for ``track``), from the
+    ``scores.csv`` that ``deepcurator labels`` wrote (every column of the dataset)."""
+    if split_by == "track":
+        return None
+    if not store.exists("scores.csv"):
+        raise InputError(f"train.split_by={split_by} needs scores.csv in {store.describe()} (run `deepcurator labels`)")
+    rows = pd.read_csv(io.BytesIO(store.get_bytes("scores.csv")), dtype={"youtube_id": str}, low_memory=False)
+    return track_groups(rows.dropna(subset=["youtube_id"]), split_by)
 
 
 def run_train_config(store: Store, run_id: str) -> TrainConfig:
@@ -158,7 +169,8 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
     # 2. The data --------------------------------------------------------------------------
     if splits is None:
         usable = build_index(store, read_labels(store), cache_dir)
-        splits = make_splits(usable[["youtube_id", "label"]], tc.val_fraction, tc.test_fraction, tc.seed)
+        splits = make_splits(usable[["youtube_id", "label"]], tc.val_fraction, tc.test_fraction, tc.seed,
+                             groups=split_groups(store, tc.split_by))
         store.put_bytes(runs.key(run_id, "splits.csv"), splits.to_csv(index=False).encode())
         store.put_bytes(runs.key(run_id, "config.yml"), yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     index = build_index(store, splits, cache_dir)
