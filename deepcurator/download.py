@@ -20,7 +20,6 @@ import io
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from deepcurator.config import Config, DownloadConfig
 from deepcurator.errors import ConfigError, InputError
 from deepcurator.failures import FailureLog
+from deepcurator.scratch import scratch_dir
 from deepcurator.store import Store
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
     attempt = 0
     while True:
         _PACER.wait()
-        with tempfile.TemporaryDirectory(prefix="deepcurator-dl-") as tmp:
+        with scratch_dir("dl") as tmp:
             try:
                 path = fetch(url, item_id, tmp, cfg, settings.ffmpeg)
             except (YoutubeDLError, TooLong, InputError) as exc:

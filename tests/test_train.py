@@ -7,6 +7,7 @@ import io
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -268,8 +269,11 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
     store = open_store(cfg)
     put_dataset(store, feats)
     config_file = write_config(cfg, tmp_path / "config.yml")
+    temp = tmp_path / "temp"  # the system temp folder of both runs: the scratch folders go there
+    temp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config_file), "train", "--run-id", "k1"],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=cli_env(TMPDIR=str(temp)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     seen = io.StringIO()
     mid_epoch_2 = threading.Event()
 
@@ -287,10 +291,13 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
     state = json.loads(store.get_bytes("runs/k1/state.json"))
     assert state["epoch"] == 1 and not state["finished"]  # killed inside epoch 2, before its checkpoint
     assert not store.exists("runs/latest")
+    left = list(temp.glob(f"deepcurator-run-{socket.gethostname()}-{proc.pid}-*"))
+    assert len(left) == 1 and (left[0] / "checkpoint").is_dir()  # kill -9 runs no cleanup
 
-    resumed = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path)
+    resumed = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path, TMPDIR=str(temp))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming run k1 after epoch 1" in resumed.stdout
+    assert not list(temp.glob("deepcurator-*"))  # the killed run's scratch removed at the start, its own at the end
     state = json.loads(store.get_bytes("runs/k1/state.json"))
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and state["finished"]
     lrs = [h["learning_rate"] for h in state["history"]]
