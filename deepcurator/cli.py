@@ -95,10 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         cfg = config.load(args.config)
-        if args.command in STORE_WRITERS:
+        if args.command in STORE_WRITERS:  # the leftovers of a stage killed with kill -9
+            from deepcurator import scratch
             from deepcurator.store import open_store
 
             open_store(cfg).remove_stale_temps()
+            scratch.remove_stale()
         return int(args._module.run(args, cfg) or 0)
     except DeepCuratorError as exc:
         print(f"deepcurator {args.command}: error: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from deepcurator.errors import InputError
 from deepcurator.features import N_MELS, SLICE_FRAMES, STORED_DTYPE, n_slices
 from deepcurator.process import feature_key
-from deepcurator.store import Store
+from deepcurator.store import LocalStore, Store
 
 
 def default_cache_dir(store: Store) -> Path:
@@ -41,7 +41,9 @@ def fetch_features(store: Store, versions: dict[str, str], cache_dir: Path | Non
     """Local paths of the features of the ids in ``versions`` (id → the store's version tag
     of ``features/<id>.npy``): the store's own files when it is a local folder, otherwise
     copies downloaded (once per version, atomically) into ``cache_dir``. A copy is named
-    after its version, so features processed again are fetched again, and replace the old copy."""
+    after its version, so features processed again are fetched again, and replace the old copy.
+    Before downloading, the temp files of copies cut short by a killed process are removed."""
+    cache = Path(cache_dir or default_cache_dir(store))
     paths: dict[str, Path] = {}
     missing = []
     for youtube_id, tag in versions.items():
@@ -50,11 +52,12 @@ def fetch_features(store: Store, versions: dict[str, str], cache_dir: Path | Non
             paths[youtube_id] = local
             continue
         version = hashlib.sha1(tag.encode()).hexdigest()[:16]
-        cached = Path(cache_dir or default_cache_dir(store)) / f"{youtube_id}.{version}.npy"
+        cached = cache / f"{youtube_id}.{version}.npy"
         paths[youtube_id] = cached
         if not cached.is_file():
             missing.append(youtube_id)
     if missing:
+        LocalStore(cache).remove_stale_temps()  # copies are written as the store writes objects
         with ThreadPoolExecutor(workers) as pool:
             jobs = [pool.submit(_fetch, store, i, paths[i]) for i in missing]
             for job in tqdm(jobs, desc="features to local cache", unit="track"):

@@ -21,7 +21,6 @@ import io
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from deepcurator.config import Config, DownloadConfig
 from deepcurator.errors import ConfigError, InputError
 from deepcurator.failures import FailureLog
+from deepcurator.scratch import scratch_dir
 from deepcurator.store import Store
 from deepcurator.youtube import is_video_id, is_youtube_url
 
@@ -311,7 +311,7 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
     attempt = 0
     while True:
         _PACER.wait()
-        with tempfile.TemporaryDirectory(prefix="deepcurator-dl-") as tmp:
+        with scratch_dir("dl") as tmp:
             try:
                 path = fetch(url, item_id, tmp, cfg, settings.ffmpeg)
             except (YoutubeDLError, TooLong, InputError) as exc:

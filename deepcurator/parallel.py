@@ -3,14 +3,19 @@
 Per-track stages (download, process) take any :class:`concurrent.futures.Executor`: a
 local pool by default, or a Dask ``distributed`` executor when ``executor.dask_scheduler``
 is set (DESIGN.md, "Scaling out"). Process pools use the *spawn* start method, since
-TensorFlow and other threaded libraries are not fork-safe.
+TensorFlow and other threaded libraries are not fork-safe, and their workers end when the
+process that started them dies, even by SIGKILL (:func:`_die_with_parent`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +29,9 @@ from deepcurator.config import Config
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+WATCHDOG_S = 0.5  # how often a process-pool worker checks that its parent is alive (seconds)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def default_workers() -> int:
@@ -53,9 +61,65 @@ def make_executor(cfg: Config, workers: int, kind: str = "process") -> Iterator[
     if kind == "thread":
         pool: Executor = ThreadPoolExecutor(max_workers=workers)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_die_with_parent, initargs=(os.getpid(), _StartedByMainThread()))
     with pool:
         yield pool
+
+
+class _StartedByMainThread:
+    """An initializer argument that arrives in a worker as whether the thread that started
+    the worker is its parent's main thread. It is pickled as the worker starts, in the
+    starting thread (a ProcessPoolExecutor starts workers on demand from whichever thread
+    submits), so it answers for each worker."""
+
+    def __reduce__(self) -> tuple[type[bool], tuple[bool]]:
+        return bool, (threading.current_thread() is threading.main_thread(),)
+
+
+def _die_with_parent(parent_pid: int, started_by_main_thread: bool) -> None:
+    """Pool initializer: end this worker as soon as its parent (the process that made the
+    pool: with spawn, every worker's parent is that process) is gone.
+
+    A parent killed with SIGKILL runs no cleanup. Its workers would wait on the task queue
+    forever (each holds the queue's write end itself), and multiprocessing's resource
+    tracker, which exits when the last holder of its pipe is gone, with them. Two guards:
+
+    - Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, the kernel kills the worker the moment
+      its parent dies, even inside a long C call. The kernel counts the parent *thread*
+      that started the worker, not its process, so this is armed only when that thread
+      is the main thread, which lasts as long as the process; a worker started by a
+      thread that ends first would otherwise be killed under a live pool.
+    - Everywhere: a daemon thread compares ``os.getppid()`` with ``parent_pid`` every
+      :data:`WATCHDOG_S` seconds (an orphan is re-parented to init or a subreaper, so the
+      pid changes) and ends the worker with ``os._exit``. This covers systems without
+      ``prctl`` and workers started by other threads.
+
+    The parent may have died before this runs; that is checked once both are in place.
+    """
+    if started_by_main_thread:
+        _arm_parent_death_signal()
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _arm_parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent thread ends; False where there is no ``prctl``."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this process at once when its parent is no longer ``parent_pid``."""
+    while os.getppid() == parent_pid:
+        time.sleep(WATCHDOG_S)
+    os._exit(1)
 
 
 def run_items(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import tempfile
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from deepcurator import audio, features, native_stderr
 from deepcurator.config import Config, ProcessConfig
 from deepcurator.failures import FailureLog
 from deepcurator.parallel import Summary, default_workers, make_executor, run_items
+from deepcurator.scratch import scratch_dir
 from deepcurator.store import Store, open_store
 
 STAGE = "process"
@@ -123,7 +123,7 @@ def process_track(item: tuple[str, str], store: Store, cfg: ProcessConfig) -> Tr
     if local is not None:
         S = track_features(local, cfg)
     else:
-        with tempfile.TemporaryDirectory(prefix="deepcurator-process-") as tmp:
+        with scratch_dir("process") as tmp:
             path = os.path.join(tmp, posixpath.basename(key))
             store.get_file(key, path)
             S = track_features(path, cfg)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from deepcurator import baseline, plots, runs
 from deepcurator.config import Config
 from deepcurator.dataset import build_index, fixed_slices
 from deepcurator.evaluation import level_metrics, level_scores, predict, track_scores
+from deepcurator.scratch import scratch_dir
 from deepcurator.splits import class_balance
 from deepcurator.store import Store
 
@@ -34,7 +34,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     tc = run_train_config(store, run_id)
     state = runs.read_state(store, run_id) or {}
     splits = read_splits(store, run_id)
-    with tempfile.TemporaryDirectory(prefix="deepcurator-eval-") as tmp:
+    with scratch_dir("eval") as tmp:
         store.get_file(runs.key(run_id, "model.keras"), Path(tmp) / "model.keras")
         model = keras.saving.load_model(Path(tmp) / "model.keras")
     index = build_index(store, splits, Path(cfg.train.cache_dir) if cfg.train.cache_dir else None)

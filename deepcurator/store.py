@@ -18,7 +18,6 @@ import io
 import os
 import secrets
 import shutil
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +25,14 @@ from typing import IO, Any
 
 from deepcurator.config import Config, S3Config
 from deepcurator.errors import StoreError
+from deepcurator.scratch import owner_gone, owner_tag
 
 TMP_PREFIX = ".tmp-"
 
 
 def _tmp_prefix() -> str:
     """Temp-file prefix naming the writer (host and pid), so leftovers of a killed writer are known."""
-    return f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+    return f"{TMP_PREFIX}{owner_tag()}-"
 
 
 def _create_temp(folder: Path) -> tuple[int, Path]:
@@ -51,16 +51,6 @@ def _create_temp(folder: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temp file name in {folder}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_key(key: str) -> str:
@@ -147,16 +137,12 @@ class LocalStore(Store):
         return dest, tmp
 
     def remove_stale_temps(self) -> int:
-        host, removed = socket.gethostname(), 0
+        removed = 0
         if not self.root.is_dir():
             return 0
         for folder, _, files in os.walk(self.root):
             for name in files:
-                if not name.startswith(TMP_PREFIX):
-                    continue
-                # .tmp-<host>-<pid>-<random>: the random part has no '-'
-                writer_host, _, pid = name[len(TMP_PREFIX):].rpartition("-")[0].rpartition("-")
-                if writer_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                if name.startswith(TMP_PREFIX) and owner_gone(name[len(TMP_PREFIX):]):  # .tmp-<host>-<pid>-<random>
                     Path(folder, name).unlink(missing_ok=True)
                     removed += 1
         return removed

@@ -19,7 +19,6 @@ the one ``state.json`` committed, so the resumed run records each epoch once.
 from __future__ import annotations
 
 import io
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from deepcurator.config import Config, TrainConfig, from_dict
 from deepcurator.dataset import build_index, fixed_slices, make_dataset, training_slices
 from deepcurator.errors import InputError
 from deepcurator.evaluation import level_metrics, level_scores, predict
+from deepcurator.scratch import scratch_dir
 from deepcurator.splits import class_balance, make_splits, track_groups
 from deepcurator.store import Store
 
@@ -162,7 +162,7 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
         if store.exists(runs.key(run_id, "config.yml")):
             raise InputError(f"run {run_id} already exists; pass --resume {run_id} to continue it")
         tc, state, splits = cfg.train, None, None
-    scratch = tempfile.TemporaryDirectory(prefix=f"deepcurator-run-{run_id}-")  # removed on exit, error or not
+    scratch = scratch_dir("run")  # removed on exit, error or not; after a kill -9, by the next start
     work = Path(scratch.name)
     cache_dir = Path(cfg.train.cache_dir) if cfg.train.cache_dir else None
 

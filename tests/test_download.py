@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -312,6 +313,45 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
         assert srv.requests == []
         assert audio_keys(store) == stored and reasons(store) == logged
 
+
+def test_kill9_leaves_a_scratch_folder_the_next_start_removes(media: Path, tmp_path: Path) -> None:
+    """A download killed in flight leaves its ``deepcurator-dl-<host>-<pid>-*`` folder in the
+    temp folder; the next start removes it and the scratch folders of other killed stages of
+    this host, and keeps those of live processes, of other hosts and the feature cache."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    host = socket.gethostname()
+    with AudioServer(serve_dir(media, tmp_path / "www", {"stall_1": "src.m4a", "good_1": "src.m4a"})) as srv:
+        cfg = with_download(config_mod.from_dict({"store": {"path": str(tmp_path / "store")}}),
+                            url_template=srv.url_template, timeout_s=30, retries=0)
+        store = open_store(cfg)
+        put_labels(store, ["stall_1"])  # the server stalls it: the download is in flight until the kill
+        conf = write_config(cfg, tmp_path / "config.yml")
+        proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(conf), "download"],
+                                cwd=tmp_path, env=cli_env(TMPDIR=str(temp)), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            assert srv.requests and proc.poll() is None, "the download never reached the server"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        dead = proc.pid
+        killed = list(temp.glob(f"deepcurator-dl-{host}-{dead}-*"))
+        assert len(killed) == 1 and killed[0].is_dir(), sorted(temp.iterdir())
+
+        stale = [temp / f"deepcurator-run-{host}-{dead}-abc", temp / f"deepcurator-process-{host}-{dead}-x_1"]
+        kept = [temp / f"deepcurator-dl-{host}-{os.getpid()}-live", temp / f"deepcurator-run-elsewhere-{dead}-abc",
+                temp / "deepcurator-cache"]
+        for folder in stale + kept:
+            (folder / "sub").mkdir(parents=True)
+            (folder / "sub" / "file").write_bytes(b"x")
+        put_labels(store, ["good_1"])
+        rerun = run_cli("--config", str(conf), "download", cwd=tmp_path, timeout=120, TMPDIR=str(temp))
+        assert rerun.returncode == 0 and "done 1" in rerun.stdout, rerun.stderr
+    assert sorted(temp.iterdir()) == sorted(kept)  # the rerun's own folder went at its end
 
 def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
     """The cookies file is passed to yt-dlp as a private copy: parallel downloads never write it."""

@@ -9,10 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from deepcurator import audio, features
@@ -139,3 +141,65 @@ def test_track_level_reasons_timeout_and_length_cap(tracks: dict[str, Path]) -> 
     assert caught.value.reason == "timeout"
     capped = track_features(tracks["good.mp3"], ProcessConfig(max_duration_s=31.0))
     assert capped.shape == (128, 1 + int(31.0 * 22050) // 512) and capped.dtype == np.float16
+
+
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes of ``procs`` still running (a zombie has exited: only its reaping is left)."""
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_workers_and_resource_tracker_exit_when_the_stage_is_killed(tmp_path: Path, tracks: dict[str, Path]) -> None:
+    """SIGKILL to the stage's process alone (not its group): its spawn workers and
+    multiprocessing's resource tracker go within seconds instead of outliving it."""
+    n = 12
+    cfg_file = write_config(Config(), tmp_path / "config.yml")
+    store = LocalStore(tmp_path / "data")
+    for i in range(n):
+        store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process", "--workers", "2"],
+                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not list(store.list("features/")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert list(store.list("features/")) and proc.poll() is None, "the stage never got to work"
+        children = psutil.Process(proc.pid).children(recursive=True)  # a worker has finished a track
+        lines = [" ".join(p.cmdline()) for p in children]
+        assert any("resource_tracker" in c for c in lines), lines
+        assert sum("multiprocessing.spawn" in c for c in lines) == 2, lines
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while _running(children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(children), [" ".join(p.cmdline()) for p in _running(children)]
+        assert len(list(store.list("features/"))) < n, "the workers carried on without their parent"
+    finally:
+        proc.kill()
+        proc.wait()
+        for p in _running(children):  # the leftovers of a failed test, by pid
+            p.kill()
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def test_a_worker_started_by_a_thread_that_ended_keeps_working() -> None:
+    """Linux's parent-death signal follows the parent *thread*: a worker started by a thread
+    that has ended since must not be killed under a live pool."""
+    with make_executor(Config(), 1) as executor:
+        started: list[int] = []
+        thread = threading.Thread(target=lambda: started.append(executor.submit(_worker_pid).result(timeout=60)))
+        thread.start()
+        thread.join()
+        assert started, "the worker never answered"
+        assert executor.submit(_worker_pid).result(timeout=60) == started[0]

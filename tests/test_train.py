@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from deepcurator.errors import InputError
 from deepcurator.splits import class_balance, make_splits
 from deepcurator.store import LocalStore, open_store
 
-from conftest import cli_env, run_cli, write_config
+from conftest import cli_env, make_s3_config, run_cli, write_config
 from train_fixtures import make_features, put_dataset
 
 TRAIN = {"width": 0.125, "batch_size": 4, "epochs": 2, "patience": 5, "val_fraction": 0.25, "test_fraction": 0.25}
@@ -140,6 +142,25 @@ def test_features_processed_again_are_read_again(store, feats: dict, tmp_path: P
         assert not Path(first.loc[changed, "path"]).exists()
         assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(Path(p).name for p in second["path"])
 
+
+def test_the_cache_loses_the_temp_files_of_a_killed_run(s3_endpoint: str, feats: dict, tmp_path: Path) -> None:
+    """A run killed while copying features into the S3 download cache leaves a store temp
+    file there; the next run that fetches removes it, and keeps those of live processes."""
+    from deepcurator.dataset import build_index
+
+    store = open_store(make_s3_config(s3_endpoint, tmp_path))
+    put_dataset(store, feats)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    host = socket.gethostname()
+    stale, live = cache / f".tmp-{host}-{gone}-a1b2", cache / f".tmp-{host}-{os.getpid()}-c3d4"
+    stale.write_bytes(b"half a copy")
+    live.write_bytes(b"being written")
+    tracks = pd.DataFrame([(k, lab) for k, (_, lab) in feats.items()], columns=["youtube_id", "label"])
+    assert len(build_index(store, tracks, cache)) == len(feats)
+    assert not stale.exists() and live.exists()
 
 def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> None:
     """tf.data and the baseline read windows from many threads; the reads must not share
@@ -268,8 +289,11 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
     store = open_store(cfg)
     put_dataset(store, feats)
     config_file = write_config(cfg, tmp_path / "config.yml")
+    temp = tmp_path / "temp"  # the system temp folder of both runs: the scratch folders go there
+    temp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config_file), "train", "--run-id", "k1"],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=tmp_path, env=cli_env(TMPDIR=str(temp)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     seen = io.StringIO()
     mid_epoch_2 = threading.Event()
 
@@ -287,10 +311,13 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
     state = json.loads(store.get_bytes("runs/k1/state.json"))
     assert state["epoch"] == 1 and not state["finished"]  # killed inside epoch 2, before its checkpoint
     assert not store.exists("runs/latest")
+    left = list(temp.glob(f"deepcurator-run-{socket.gethostname()}-{proc.pid}-*"))
+    assert len(left) == 1 and (left[0] / "checkpoint").is_dir()  # kill -9 runs no cleanup
 
-    resumed = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path)
+    resumed = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path, TMPDIR=str(temp))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming run k1 after epoch 1" in resumed.stdout
+    assert not list(temp.glob("deepcurator-*"))  # the killed run's scratch removed at the start, its own at the end
     state = json.loads(store.get_bytes("runs/k1/state.json"))
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and state["finished"]
     lrs = [h["learning_rate"] for h in state["history"]]
