@@ -36,6 +36,7 @@ from deepcurator.config import Config
 from deepcurator.predict import Scorer, TooLong, TooShort, load_scorer, score_file
 
 DRAIN_LIMIT = 256 * 1024 * 1024  # read at most this much of a refused upload before answering
+DRAIN_IDLE_S = 1.0                # while draining, a client that sends nothing for this long is answered
 FORM_PARTS = 16                   # multipart parts per request: the file, and room for a few fields
 FORM_FIELD_BYTES = 256 * 1024     # the largest text field (werkzeug also bounds each 64 KiB read by it)
 
@@ -158,7 +159,9 @@ def _drain(seconds: float) -> None:
     """Read and discard what is left of the request body, so that a client that sends all of
     it before reading the answer (curl, requests) sees the answer rather than a reset
     connection. Reads at most :data:`DRAIN_LIMIT` bytes for at most ``seconds``, and never
-    past what the client declared: the part the form parser consumed is not waited for again."""
+    past what the client declared: the part the form parser consumed is not waited for again.
+    A client that stops sending for :data:`DRAIN_IDLE_S` (one that declared more than it
+    sends, then waits for the answer) is answered then."""
     environ = request.environ
     length = request.content_length
     if length is not None:
@@ -172,6 +175,7 @@ def _drain(seconds: float) -> None:
         stream = environ["wsgi.input"]  # chunked: the server ends it at the last chunk
     else:
         return
+    _set_read_timeout(min(seconds, DRAIN_IDLE_S))
     deadline = time.monotonic() + seconds
     total = 0
     try:

@@ -1,4 +1,5 @@
-"""The WSGI entry point for production: ``gunicorn -w 2 -b 127.0.0.1:5000 'deepcurator.wsgi:app'``.
+"""The WSGI entry point for production: ``gunicorn -c python:deepcurator.gunicorn_conf deepcurator.wsgi:app``
+(the shipped settings: :mod:`deepcurator.gunicorn_conf`).
 
 Run gunicorn without ``--preload``: TensorFlow is not fork-safe, so each worker imports this
 module after the fork and loads and warms its own model. The configuration comes from

@@ -302,19 +302,22 @@ def test_a_client_that_stops_sending_is_answered(server: str) -> None:
 
 @pytest.fixture
 def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # noqa: F811
-    """gunicorn started as the README says, with the shipped configuration."""
+    """gunicorn started as the README says, with the shipped configuration; its log goes to
+    ``tmp_path/gunicorn.log``."""
     gunicorn = Path(sys.executable).with_name("gunicorn")
     port = free_port()
     env = cli_env(DEEPCURATOR_SERVE_MODEL=str(tiny_model), DEEPCURATOR_STORE_PATH=str(tmp_path / "store"),
                   DEEPCURATOR_SERVE_PORT=str(port), DEEPCURATOR_SERVE_READ_TIMEOUT_S="20", TMPDIR=str(tmp_path))
+    log = open(tmp_path / "gunicorn.log", "w")  # a file: a pipe nobody reads would block the server
     proc = subprocess.Popen([str(gunicorn), "-c", "python:deepcurator.gunicorn_conf", "deepcurator.wsgi:app"],
-                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, proc)
         yield url, proc
     finally:
         stop(proc)
+        log.close()
 
 
 def test_two_stalled_uploads_stall_nobody(production_server, tmp_path: Path) -> None:
@@ -344,13 +347,14 @@ def test_two_stalled_uploads_stall_nobody(production_server, tmp_path: Path) -> 
 # -- 9. the decoder's notes stay out of the log ----------------------------------------------
 
 
-def test_decoder_notes_are_kept_out_of_the_server_log(production_server, early_stopping_mp3) -> None:
+def test_decoder_notes_are_kept_out_of_the_server_log(production_server, early_stopping_mp3,
+                                                      tmp_path: Path) -> None:
     url, proc = production_server
     path, _ = early_stopping_mp3
     with open(path, "rb") as fh:
         assert requests.post(f"{url}/predict", files={"audio": ("x.mp3", fh)}, timeout=60).status_code == 200
     stop(proc)
-    log = proc.stderr.read()
+    log = (tmp_path / "gunicorn.log").read_text()
     assert "Booting worker" in log  # gunicorn's own lines still get through
     noise = [line for line in log.splitlines() if native_stderr.is_decoder_noise(line.encode())]
     assert noise == []
@@ -375,3 +379,23 @@ def test_native_filter_passes_other_lines(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "2"
     assert "a native line" in proc.stderr and "a python line" in proc.stderr
     assert "Note:" not in proc.stderr and "libmpg123" not in proc.stderr
+
+
+def test_production_server_answers_refusals(production_server) -> None:
+    """Under gunicorn too: an oversize chunked upload reads its 413 (it got a broken pipe
+    with sync workers), and the form refusals come back promptly with their reason."""
+    url, _ = production_server
+    whole = multipart([("audio", "a.mp3", AUDIO_LIKE * 60)])  # 60 MiB, over the default 50 MB
+
+    def body() -> Iterator[bytes]:
+        for i in range(0, len(whole), 1 << 20):
+            yield whole[i:i + (1 << 20)]
+
+    started = time.monotonic()
+    r = requests.post(f"{url}/predict", data=body(), headers={"Content-Type": MP}, timeout=30)
+    assert r.status_code == 413 and "larger than the 50 MB limit" in r.json()["error"]
+    status, answer = raw_post(url, multipart([(f"f{i}", None, b"1") for i in range(1500)]), MP)
+    assert status == 413 and "at most 16 parts" in answer["error"]
+    status, answer = raw_post(url, multipart([("audio", "a.mp3", AUDIO_LIKE)]), MP, declared_length=100_000_000)
+    assert status == 413 and "larger than the 50 MB limit" in answer["error"]
+    assert time.monotonic() - started < 15

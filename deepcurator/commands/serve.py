@@ -1,5 +1,5 @@
 """Run the prediction server for development (Flask's threaded server). In production run
-gunicorn instead: gunicorn -w 2 -b 0.0.0.0:5000 'deepcurator.wsgi:app' (no --preload)."""
+gunicorn instead: gunicorn -c python:deepcurator.gunicorn_conf deepcurator.wsgi:app (README, "Serving")."""
 
 from __future__ import annotations
 
