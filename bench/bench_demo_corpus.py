@@ -1,7 +1,7 @@
 """Benchmark and learnability check of the demo corpus.
 
 1. generate the corpus (`deepcurator demo-corpus`, timed, wall and CPU);
-2. labels with deepcurator.labels on its dataset.csv (top/bottom N = 0.3 x tracks) and how
+2. labels with deepcurator.stages.labels on its dataset.csv (top/bottom N = 0.3 x tracks) and how
    well they agree with the hidden q;
 3. log-mel of every labelled track (audio.decode + features.logmel, as the process stage);
 4. a logistic-regression baseline on per-band mean/std of each 30-s slice, 5-fold
@@ -62,7 +62,7 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from deepcurator import labels
+    from deepcurator.stages import labels
     from deepcurator.features import model_input
 
     # 1. generate
@@ -108,7 +108,7 @@ def main() -> None:
     print(f"slices: {len(X)} from {len(lab)} tracks")
 
     # 4. baseline
-    from deepcurator.baseline import band_stats
+    from deepcurator.training.baseline import band_stats
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
@@ -124,7 +124,7 @@ def main() -> None:
     # 5. CNN
     import keras
 
-    from deepcurator.model import build_model
+    from deepcurator.training.model import build_model
 
     tracks_sorted = sorted(y_track)
     for train_seed in args.train_seeds:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepcurator import config, download  # noqa: E402
+from deepcurator import config  # noqa: E402
+
+from deepcurator.stages import download
 from deepcurator.audio import ffmpeg_exe  # noqa: E402
 from deepcurator.store import open_store  # noqa: E402
 from tests.audio_fixtures import make_audio  # noqa: E402

@@ -96,7 +96,7 @@ def bench_paths(path: Path, seconds: float, rounds: int) -> None:
 def bench_stage(path: Path, n_tracks: int) -> None:
     from deepcurator.config import Config
     from deepcurator.parallel import default_workers, make_executor
-    from deepcurator.process import process_all
+    from deepcurator.stages.process import process_all
     from deepcurator.store import LocalStore
 
     cores = default_workers()

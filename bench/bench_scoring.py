@@ -35,7 +35,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 from bench_serve import corpus, full_model  # noqa: E402
 
 from deepcurator import audio, features  # noqa: E402
-from deepcurator.predict import ModelSource, Scorer, score_file  # noqa: E402
+from deepcurator.serving.scoring import ModelSource, Scorer, score_file  # noqa: E402
 from deepcurator.stream import SliceStream  # noqa: E402
 
 

@@ -34,8 +34,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from audio_fixtures import make_audio  # noqa: E402
 
 from deepcurator import audio  # noqa: E402
-from deepcurator.demo import free_port  # noqa: E402
-from deepcurator.service import stop, wait_until_healthy  # noqa: E402
+from deepcurator.demo.pipeline import free_port  # noqa: E402
+from deepcurator.demo.server_process import stop, wait_until_healthy  # noqa: E402
 
 DURATIONS = (180, 195, 210, 225, 240, 255, 270, 285, 300)  # seconds: the load test's tracks
 
@@ -59,7 +59,7 @@ def full_model(out: Path) -> Path:
     if not path.exists():
         import keras
 
-        from deepcurator.model import build_model
+        from deepcurator.training.model import build_model
 
         keras.utils.set_random_seed(0)
         build_model(width=1.0).save(path)
@@ -153,7 +153,7 @@ def main() -> None:
 
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        for name, app in (("deepcurator", "deepcurator.wsgi:app"), ("original", "original_app:app")):
+        for name, app in (("deepcurator", "deepcurator.serving.wsgi:app"), ("original", "original_app:app")):
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             cmd = [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "600", "--pythonpath", "bench", app]

@@ -1,6 +1,6 @@
 """Training throughput: the tf.data pipeline from the store vs the same model on in-memory tensors.
 
-(a) pipeline: batches streamed by :func:`deepcurator.dataset.make_dataset` from
+(a) pipeline: batches streamed by :func:`deepcurator.training.data.make_dataset` from
     ``features/<id>.npy`` in a local store (random 30-s crops, shuffled across tracks);
 (b) in memory: one batch of the same shape already in a tensor, fed to the same compiled
     train step (the upper bound the pipeline is measured against).
@@ -80,9 +80,9 @@ def main() -> None:
     import pandas as pd
     import tensorflow as tf
 
-    from deepcurator.dataset import build_index, make_dataset, training_slices
-    from deepcurator.model import build_model
-    from deepcurator.training import distribution, make_train_step
+    from deepcurator.training.data import build_index, make_dataset, training_slices
+    from deepcurator.training.model import build_model
+    from deepcurator.training.loop import distribution, make_train_step
 
     strategy = distribution()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:

@@ -21,7 +21,7 @@ def build_tiny_model(path: Path) -> Path:
     """A width-0.125 CNN with fixed random weights saved as ``path`` (a .keras file)."""
     import keras
 
-    from deepcurator.model import build_model
+    from deepcurator.training.model import build_model
 
     keras.utils.set_random_seed(3)
     model = build_model(width=0.125)
@@ -83,6 +83,6 @@ def audio_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_scorer(tiny_model: Path):  # noqa: ANN201
-    from deepcurator.predict import ModelSource, Scorer
+    from deepcurator.serving.scoring import ModelSource, Scorer
 
     return Scorer(ModelSource(tiny_model, RUN_ID))

@@ -10,7 +10,7 @@ import pytest
 
 from deepcurator.config import from_dict
 from deepcurator.features import file_logmel, model_input
-from deepcurator.server import create_app
+from deepcurator.serving.app import create_app
 
 from serve_helpers import audio_set, running_server, tiny_model, tiny_scorer  # noqa: F401
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepcurator import demo_corpus as dc
-from deepcurator import labels
+from deepcurator.demo import corpus as dc
+from deepcurator.stages import labels
 from deepcurator.audio import decode, ffmpeg_exe
-from deepcurator.synth import SR, Faults, TrackSpec, render
+from deepcurator.demo.synth import SR, Faults, TrackSpec, render
 from tests.conftest import run_cli
 
 TRACKS = 6

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deepcurator import config as config_mod
-from deepcurator import download
+from deepcurator.stages import download
 from deepcurator.audio import SAMPLE_RATE, decode, ffmpeg_exe
 from deepcurator.errors import ConfigError
 from deepcurator.store import Store, open_store

@@ -27,8 +27,8 @@ import psutil
 import pytest
 import requests
 
-from deepcurator.demo import free_port
-from deepcurator.service import stop, wait_until_healthy
+from deepcurator.demo.pipeline import free_port
+from deepcurator.demo.server_process import stop, wait_until_healthy
 
 from audio_fixtures import make_audio
 from conftest import cli_env
@@ -185,8 +185,8 @@ def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path
     if request.param == "flask":
         cmd = [sys.executable, "-m", "deepcurator", "serve"]
     else:
-        cmd = [str(Path(sys.executable).with_name("gunicorn")), "-c", "python:deepcurator.gunicorn_conf",
-               "deepcurator.wsgi:app"]
+        cmd = [str(Path(sys.executable).with_name("gunicorn")), "-c", "python:deepcurator.serving.gunicorn_conf",
+               "deepcurator.serving.wsgi:app"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -22,10 +22,10 @@ import soundfile as sf
 
 from deepcurator import audio, native_stderr
 from deepcurator.config import from_dict
-from deepcurator.demo import free_port
-from deepcurator.process import TrackFailure, track_features
-from deepcurator.server import create_app
-from deepcurator.service import stop, wait_until_healthy
+from deepcurator.demo.pipeline import free_port
+from deepcurator.stages.process import TrackFailure, track_features
+from deepcurator.serving.app import create_app
+from deepcurator.demo.server_process import stop, wait_until_healthy
 
 from audio_fixtures import make_audio
 from conftest import cli_env
@@ -309,7 +309,7 @@ def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, s
     env = cli_env(DEEPCURATOR_SERVE_MODEL=str(tiny_model), DEEPCURATOR_STORE_PATH=str(tmp_path / "store"),
                   DEEPCURATOR_SERVE_PORT=str(port), DEEPCURATOR_SERVE_READ_TIMEOUT_S="20", TMPDIR=str(tmp_path))
     log = open(tmp_path / "gunicorn.log", "w")  # a file: a pipe nobody reads would block the server
-    proc = subprocess.Popen([str(gunicorn), "-c", "python:deepcurator.gunicorn_conf", "deepcurator.wsgi:app"],
+    proc = subprocess.Popen([str(gunicorn), "-c", "python:deepcurator.serving.gunicorn_conf", "deepcurator.serving.wsgi:app"],
                             cwd=tmp_path, env=env, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:

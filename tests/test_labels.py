@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepcurator.errors import InputError
-from deepcurator.labels import ScoringParams, bayesian_rating, make_labels, minmax, score_items
+from deepcurator.stages.labels import ScoringParams, bayesian_rating, make_labels, minmax, score_items
 
 from conftest import run_cli, write_config
 
@@ -110,7 +110,7 @@ def test_ids_that_are_not_youtube_ids_are_dropped_with_a_reason() -> None:
 
 
 def test_the_demo_corpus_ids_are_youtube_ids() -> None:
-    from deepcurator import demo_corpus
+    from deepcurator.demo import corpus as demo_corpus
     from deepcurator.youtube import is_video_id
 
     corpus = demo_corpus.draw_corpus(7, 300)

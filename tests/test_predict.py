@@ -14,7 +14,7 @@ import pytest
 from deepcurator import audio, features
 from deepcurator.config import from_dict
 from deepcurator.errors import ConfigError
-from deepcurator.predict import (ModelSource, Scorer, TooLong, TooShort, aggregate, resolve_model,
+from deepcurator.serving.scoring import (ModelSource, Scorer, TooLong, TooShort, aggregate, resolve_model,
                                  score_file)
 from deepcurator.store import open_store
 from deepcurator.stream import SliceStream

@@ -20,7 +20,7 @@ import pytest
 from deepcurator import audio, features
 from deepcurator.config import Config
 from deepcurator.parallel import make_executor
-from deepcurator.process import feature_key, load_features, process_all, run_stage
+from deepcurator.stages.process import feature_key, load_features, process_all, run_stage
 from deepcurator.store import LocalStore, open_store
 
 from audio_fixtures import make_audio
@@ -134,7 +134,7 @@ def test_cli_on_an_empty_store(tmp_path: Path) -> None:
 
 def test_track_level_reasons_timeout_and_length_cap(tracks: dict[str, Path]) -> None:
     from deepcurator.config import ProcessConfig
-    from deepcurator.process import TrackFailure, track_features
+    from deepcurator.stages.process import TrackFailure, track_features
 
     with pytest.raises(TrackFailure) as caught:
         track_features(tracks["good.mp3"], ProcessConfig(decode_timeout_s=0.001))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deepcurator.config import from_dict
-from deepcurator.predict import score_file
+from deepcurator.serving.scoring import score_file
 from deepcurator.store import open_store
 
 from conftest import run_cli, write_config

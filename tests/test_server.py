@@ -14,9 +14,9 @@ import requests
 
 from deepcurator import __version__, audio, features
 from deepcurator.config import from_dict
-from deepcurator.demo import free_port
-from deepcurator.server import create_app
-from deepcurator.service import stop, wait_until_healthy
+from deepcurator.demo.pipeline import free_port
+from deepcurator.serving.app import create_app
+from deepcurator.demo.server_process import stop, wait_until_healthy
 from deepcurator.store import open_store
 
 from conftest import cli_env, write_config
@@ -145,7 +145,7 @@ def test_gunicorn_two_workers(tiny_model: Path, audio_set, tmp_path: Path) -> No
     port = free_port()
     env = cli_env(DEEPCURATOR_SERVE_MODEL=str(tiny_model), DEEPCURATOR_STORE_PATH=str(tmp_path / "store"))
     proc = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "120",
-                             "deepcurator.wsgi:app"], cwd=tmp_path, env=env)
+                             "deepcurator.serving.wsgi:app"], cwd=tmp_path, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
         assert wait_until_healthy(url, proc)["run_id"] == tiny_model.parent.name  # the folder of model.keras

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from deepcurator.errors import InputError
-from deepcurator.splits import make_splits, track_groups
+from deepcurator.training.splits import make_splits, track_groups
 
 
 def test_splits_by_track_are_byte_identical_to_before() -> None:
@@ -73,7 +73,7 @@ def test_groups_are_connected_through_shared_videos_not_through_various() -> Non
 
 def test_training_reads_the_groups_from_the_stored_scores(tmp_path) -> None:
     from deepcurator.store import LocalStore
-    from deepcurator.training import split_groups
+    from deepcurator.training.loop import split_groups
 
     store = LocalStore(tmp_path)
     assert split_groups(store, "track") is None

@@ -22,7 +22,7 @@ import pytest
 from deepcurator import config as config_mod
 from deepcurator import features
 from deepcurator.errors import InputError
-from deepcurator.splits import class_balance, make_splits
+from deepcurator.training.splits import class_balance, make_splits
 from deepcurator.store import LocalStore, open_store
 
 from conftest import cli_env, make_s3_config, run_cli, write_config
@@ -74,7 +74,7 @@ def test_splits_reject_bad_fractions_and_duplicate_ids() -> None:
 def test_track_score_is_the_mean_of_its_slices_and_metrics_match_sklearn() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from deepcurator.evaluation import binary_metrics, track_scores
+    from deepcurator.training.evaluation import binary_metrics, track_scores
 
     np.testing.assert_allclose(track_scores(np.array([0.2, 0.4, 0.9, 0.5]), np.array([0, 0, 2, 2]), 3),
                                [0.3, np.nan, 0.7])
@@ -92,7 +92,7 @@ def test_track_score_is_the_mean_of_its_slices_and_metrics_match_sklearn() -> No
 # -- pipeline -------------------------------------------------------------------------------
 
 def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_path: Path) -> None:
-    from deepcurator.dataset import build_index, fixed_slices, make_dataset, training_slices
+    from deepcurator.training.data import build_index, fixed_slices, make_dataset, training_slices
 
     store = LocalStore(tmp_path / "store")
     put_dataset(store, feats)
@@ -118,7 +118,7 @@ def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_pat
 def test_features_processed_again_are_read_again(store, feats: dict, tmp_path: Path) -> None:
     """The S3 download cache holds one copy per stored version: replaced features are fetched
     again (and the stale copy removed), unchanged ones are not."""
-    from deepcurator.dataset import build_index, read_window
+    from deepcurator.training.data import build_index, read_window
 
     put_dataset(store, feats)
     tracks = pd.DataFrame([(k, lab) for k, (_, lab) in feats.items()], columns=["youtube_id", "label"])
@@ -146,7 +146,7 @@ def test_features_processed_again_are_read_again(store, feats: dict, tmp_path: P
 def test_the_cache_loses_the_temp_files_of_a_killed_run(s3_endpoint: str, feats: dict, tmp_path: Path) -> None:
     """A run killed while copying features into the S3 download cache leaves a store temp
     file there; the next run that fetches removes it, and keeps those of live processes."""
-    from deepcurator.dataset import build_index
+    from deepcurator.training.data import build_index
 
     store = open_store(make_s3_config(s3_endpoint, tmp_path))
     put_dataset(store, feats)
@@ -167,7 +167,7 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
     anything that breaks (np.load's header parsing did, under CPython 3.11)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from deepcurator.dataset import build_index, fixed_slices, read_window
+    from deepcurator.training.data import build_index, fixed_slices, read_window
 
     store = LocalStore(tmp_path / "store")
     put_dataset(store, feats)
@@ -185,8 +185,8 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
 def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
     import keras
 
-    from deepcurator.model import build_model
-    from deepcurator.training import export_model
+    from deepcurator.training.model import build_model
+    from deepcurator.training.loop import export_model
 
     x = np.concatenate([features.model_input(S) for S, _ in list(feats.values())[:6]])
     y = np.array([lab for S, lab in list(feats.values())[:6] for _ in range(features.n_slices(S.shape[1]))], np.float32)
@@ -205,9 +205,9 @@ def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> No
 def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, feats: dict, tmp_path: Path) -> None:
     import keras
 
-    from deepcurator.dataset import build_index, fixed_slices
-    from deepcurator.evaluation import predict
-    from deepcurator.training import train
+    from deepcurator.training.data import build_index, fixed_slices
+    from deepcurator.training.evaluation import predict
+    from deepcurator.training.loop import train
 
     cfg = with_train(cfg, tmp_path)
     store = open_store(cfg)
@@ -333,8 +333,8 @@ def test_platt_scaling_moves_one_sided_scores_to_even_odds() -> None:
     original architecture) are calibrated on validation labels, inside the model itself."""
     import keras
 
-    from deepcurator import calibration
-    from deepcurator.model import build_model
+    from deepcurator.training import calibration
+    from deepcurator.training.model import build_model
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 200)

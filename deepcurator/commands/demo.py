@@ -11,7 +11,7 @@ from deepcurator.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from deepcurator.demo import DemoSettings
+    from deepcurator.demo.pipeline import DemoSettings
 
     d = DemoSettings()
     parser.add_argument("--workdir", type=Path, default=d.workdir, help=f"work folder (default: {d.workdir})")
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator.demo import DemoSettings, clean, run_demo
+    from deepcurator.demo.pipeline import DemoSettings, clean, run_demo
 
     if args.fresh:
         clean(args.workdir)

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator import demo_corpus as dc
+    from deepcurator.demo import corpus as dc
     from deepcurator.errors import InputError
     from deepcurator.parallel import Summary, default_workers, make_executor, run_items
 

@@ -8,7 +8,7 @@ import argparse
 
 from deepcurator.cli import int_in
 from deepcurator.config import Config
-from deepcurator.download import REASONS, RETRYABLE
+from deepcurator.stages.download import REASONS, RETRYABLE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator import download
+    from deepcurator.stages import download
     from deepcurator.store import open_store
 
     retry = () if args.retry_failed is None else (args.retry_failed or RETRYABLE)

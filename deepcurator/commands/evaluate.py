@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator import runs
-    from deepcurator.report import evaluate_run
+    from deepcurator.training.report import evaluate_run
     from deepcurator.store import open_store
 
     store = open_store(cfg)

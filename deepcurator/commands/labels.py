@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     import pandas as pd
 
-    from deepcurator import labels, plots
+    from deepcurator import plots
+
+    from deepcurator.stages import labels
     from deepcurator.store import open_store
 
     started = time.monotonic()

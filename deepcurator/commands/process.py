@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator.process import run_stage
+    from deepcurator.stages.process import run_stage
 
     summary = run_stage(cfg, workers=args.workers, retry_all=args.retry_all)
     print(summary.line())

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator import native_stderr
     from deepcurator.errors import InputError
     from deepcurator.parallel import Summary
-    from deepcurator.predict import load_scorer, score_file
+    from deepcurator.serving.scoring import load_scorer, score_file
 
     native_stderr.install()  # the mp3 decoder's per-frame notes would break the table
     summary = Summary("rate")

@@ -1,5 +1,5 @@
 """Run the prediction server for development (Flask's threaded server). In production run
-gunicorn instead: gunicorn -c python:deepcurator.gunicorn_conf deepcurator.wsgi:app (README, "Serving")."""
+gunicorn instead: gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app (README, "Serving")."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator.server import create_app
+    from deepcurator.serving.app import create_app
 
     if args.model:
         cfg.serve.model = args.model

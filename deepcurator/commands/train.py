@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator.store import open_store
-    from deepcurator.training import train
+    from deepcurator.training.loop import train
 
     train(cfg, open_store(cfg), run_id=args.run_id, resume=args.resume)
     return 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from deepcurator.dataset import SliceItems, read_window
+from deepcurator.training.data import SliceItems, read_window
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 

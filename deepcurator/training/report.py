@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepcurator import baseline, plots, runs
+from deepcurator import plots, runs
+
+from deepcurator.training import baseline
 from deepcurator.config import Config
-from deepcurator.dataset import build_index, fixed_slices
-from deepcurator.evaluation import level_metrics, level_scores, predict, track_scores
+from deepcurator.training.data import build_index, fixed_slices
+from deepcurator.training.evaluation import level_metrics, level_scores, predict, track_scores
 from deepcurator.scratch import scratch_dir
-from deepcurator.splits import class_balance
+from deepcurator.training.splits import class_balance
 from deepcurator.store import Store
 
 
@@ -29,7 +31,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     Returns the metrics."""
     import keras
 
-    from deepcurator.training import read_splits, run_train_config
+    from deepcurator.training.loop import read_splits, run_train_config
 
     tc = run_train_config(store, run_id)
     state = runs.read_state(store, run_id) or {}

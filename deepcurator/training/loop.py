@@ -8,7 +8,7 @@
    the full checkpoint (model + optimizer) and ``state.json`` (history, best epoch) go to
    the store, the best model by validation ROC-AUC is exported as ``model.keras``, and
    training stops early after ``patience`` epochs without improvement.
-5. The end: the run is evaluated on its test split (:mod:`deepcurator.report`) and
+5. The end: the run is evaluated on its test split (:mod:`deepcurator.training.report`) and
    ``runs/latest`` names it.
 
 A run killed at any point resumes from its last finished epoch: the epoch's data order
@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from deepcurator import runs
 from deepcurator.config import Config, TrainConfig, from_dict
-from deepcurator.dataset import build_index, fixed_slices, make_dataset, training_slices
+from deepcurator.training.data import build_index, fixed_slices, make_dataset, training_slices
 from deepcurator.errors import InputError
-from deepcurator.evaluation import level_metrics, level_scores, predict
+from deepcurator.training.evaluation import level_metrics, level_scores, predict
 from deepcurator.scratch import scratch_dir
-from deepcurator.splits import class_balance, make_splits, track_groups
+from deepcurator.training.splits import class_balance, make_splits, track_groups
 from deepcurator.store import Store
 
 
@@ -84,7 +84,7 @@ def export_model(model: Any, width: float, path: Path) -> None:
     """Save ``model``'s weights in a float32 copy without optimizer: the served ``model.keras``."""
     import keras
 
-    from deepcurator.model import build_model
+    from deepcurator.training.model import build_model
 
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
@@ -147,8 +147,10 @@ def train(cfg: Config, store: Store, run_id: str | None = None, resume: str | No
     import keras
     import tensorflow as tf
 
-    from deepcurator import calibration, report
-    from deepcurator.model import build_model
+    from deepcurator.training import calibration
+
+    from deepcurator.training import report
+    from deepcurator.training.model import build_model
 
     # 1. The run ---------------------------------------------------------------------------
     if resume:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from deepcurator.errors import InputError
 from deepcurator.features import N_MELS, SLICE_FRAMES, STORED_DTYPE, n_slices
-from deepcurator.process import feature_key
+from deepcurator.stages.process import feature_key
 from deepcurator.store import LocalStore, Store
 
 

@@ -1,5 +1,5 @@
-"""The WSGI entry point for production: ``gunicorn -c python:deepcurator.gunicorn_conf deepcurator.wsgi:app``
-(the shipped settings: :mod:`deepcurator.gunicorn_conf`).
+"""The WSGI entry point for production: ``gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app``
+(the shipped settings: :mod:`deepcurator.serving.gunicorn_conf`).
 
 Run gunicorn without ``--preload``: TensorFlow is not fork-safe, so each worker imports this
 module after the fork and loads and warms its own model. The configuration comes from
@@ -7,6 +7,6 @@ module after the fork and loads and warms its own model. The configuration comes
 """
 
 from deepcurator import config
-from deepcurator.server import create_app
+from deepcurator.serving.app import create_app
 
 app = create_app(config.load())

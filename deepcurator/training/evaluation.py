@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepcurator.dataset import SliceItems, make_dataset
+from deepcurator.training.data import SliceItems, make_dataset
 
 N_BINS = 10
 

@@ -40,7 +40,7 @@ class DemoSettings:
 def demo_config(s: DemoSettings) -> dict[str, Any]:
     """The configuration of a demo run: a local store under the work folder, the corpus as
     the download source, a narrow model for a few epochs (plain data, as in config.yml)."""
-    from deepcurator.demo_corpus import url_template
+    from deepcurator.demo.corpus import url_template
 
     corpus = (s.workdir / "corpus").absolute()
     return {
@@ -90,7 +90,7 @@ def held_out_track(store_root: Path, run_dir: Path) -> tuple[str, int, Path]:
 
 def start_server(config_path: Path, cwd: Path, port: int) -> subprocess.Popen[bytes]:
     """Start ``deepcurator serve`` on a loopback port and wait until /health answers."""
-    from deepcurator.service import wait_until_healthy
+    from deepcurator.demo.server_process import wait_until_healthy
 
     env = dict(os.environ, DEEPCURATOR_CONFIG=str(config_path), DEEPCURATOR_SERVE_PORT=str(port),
                DEEPCURATOR_SERVE_HOST="127.0.0.1")
@@ -106,7 +106,7 @@ def run_demo(s: DemoSettings) -> int:
     """Run the whole demo; returns the exit status."""
     import requests
 
-    from deepcurator.service import stop
+    from deepcurator.demo.server_process import stop
 
     started = time.monotonic()
     workdir = s.workdir.absolute()
@@ -122,7 +122,7 @@ def run_demo(s: DemoSettings) -> int:
 
     _banner(1, total, "demo-corpus: synthesise the tracks (the part of YouTube) and dataset.csv (the part of Discogs)")
     run_stage(["demo-corpus", "--out", str(corpus), "--tracks", str(s.tracks), "--seed", str(s.seed)], config_path, workdir)
-    from deepcurator.demo_corpus import contrast_pictures
+    from deepcurator.demo.corpus import contrast_pictures
 
     pictures = contrast_pictures(corpus, workdir)
     print("log-mel pictures of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))

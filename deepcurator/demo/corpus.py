@@ -10,10 +10,10 @@ Layout of a corpus folder::
                                          never reads it
 
 Every track has a hidden production quality ``q`` in [0, 1]. Each fault of
-:mod:`deepcurator.synth` is present with a probability rising with ``1 - q`` and a strength
+:mod:`deepcurator.demo.synth` is present with a probability rising with ``1 - q`` and a strength
 scaling with ``1 - q`` (:func:`draw_faults`); a track with ``q < 0.5`` has at least one. Popularity follows
 quality loosely: a latent ``z = q + N(0, pop_noise)`` drives want/have, the rating and the
-price, each with its own noise, so the item score of :mod:`deepcurator.labels` rises with ``q``.
+price, each with its own noise, so the item score of :mod:`deepcurator.stages.labels` rises with ``q``.
 
 Track ``i`` of seed ``s`` depends on ``(s, i)`` only: a small corpus is the start of a big one.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcurator.synth import FAULTS, SR, Faults, TrackSpec
+from deepcurator.demo.synth import FAULTS, SR, Faults, TrackSpec
 
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 FORMATS = ("flac", "ogg", "wav")
@@ -178,7 +178,7 @@ def encode(pcm: np.ndarray, path: Path, fmt: str) -> None:
 def write_track(track: CorpusTrack, corpus_dir: str) -> str:
     """Synthesise and write one track (atomically) with its by-id link; ``"skipped"`` when
     the file is already there, else ``"done"``."""
-    from deepcurator.synth import render
+    from deepcurator.demo.synth import render
 
     root = Path(corpus_dir)
     final = root / "tracks" / track.filename

@@ -1,0 +1,1 @@
+"""The per-item and table stages: labels, download, process."""
