@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deepcurator.errors import InputError
+from deepcurator.spec import SPEC
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import soundfile
 
-SAMPLE_RATE = 22050
+SAMPLE_RATE = SPEC.sample_rate
 
 # The downmix is the mean of all channels, as librosa's ``to_mono``, for any channel count
 # and layout. ffmpeg's plain ``-ac 1`` is not that (stereo comes out +3 dB, 5.1 +13 dB), and a

@@ -9,6 +9,7 @@ and a bad flag) are printed as one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import importlib
 import os
 import sys
@@ -43,23 +44,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer from ``low`` to ``high`` (inclusive; no upper bound
-    when ``high`` is None), else a one-line error saying the range."""
-    allowed = f"at least {low}" if high is None else f"between {low} and {high}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="deepcurator",
@@ -82,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Library code logs; the command shows the package's INFO lines (a stage's progress
+    notes) and everyone's warnings on standard error, as plain lines."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    logging.getLogger("deepcurator").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deepcurator`` console script; returns the exit status."""
     from deepcurator import config
@@ -89,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise to a user; its
     # warnings and errors still show. Set before any stage imports TensorFlow.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    configure_logging()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # reported by the subcommand, whose --help lists its flags

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from deepcurator.errors import ConfigError
+from deepcurator.scores import AGGREGATIONS
 
 ENV_PREFIX = "DEEPCURATOR_"
 DEFAULT_FILE = "config.yml"
@@ -313,8 +314,8 @@ def _parse_env(name: str, raw: str, annotation: Any, where: str) -> Any:
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.serve.aggregation not in ("mean", "median", "topk"):
-        raise ConfigError("config key 'serve.aggregation' must be one of mean, median, topk")
+    if cfg.serve.aggregation not in AGGREGATIONS:
+        raise ConfigError(f"config key 'serve.aggregation' must be one of {', '.join(AGGREGATIONS)}")
     if cfg.serve.over_duration not in ("reject", "truncate"):
         raise ConfigError("config key 'serve.over_duration' must be reject or truncate")
     if cfg.s3.endpoint_url is not None and not cfg.s3.bucket:

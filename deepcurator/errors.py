@@ -15,3 +15,7 @@ class StoreError(DeepCuratorError):
 
 class InputError(DeepCuratorError):
     """An input file (dataset, audio) is unusable."""
+
+
+class TooLong(InputError):
+    """Audio longer than the configured maximum duration (a download, an upload, a file to rate)."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterable
 
+from deepcurator import layout
 from deepcurator.store import Store
 
 
@@ -22,7 +22,7 @@ class FailureLog:
     def __init__(self, store: Store, stage: str) -> None:
         self.store = store
         self.stage = stage
-        self.key = f"failures/{stage}.jsonl"
+        self.key = layout.failures_key(stage)
         self.records: dict[str, dict] = {}
         if store.exists(self.key):
             for line in store.get_bytes(self.key).decode().splitlines():
@@ -51,9 +51,6 @@ class FailureLog:
         """Ids of failed items, optionally only those whose reason is in ``reasons``."""
         wanted = None if reasons is None else set(reasons)
         return {i for i, r in self.records.items() if wanted is None or r["reason"] in wanted}
-
-    def reasons(self) -> Counter[str]:
-        return Counter(r["reason"] for r in self.records.values())
 
     def flush(self) -> None:
         """Write the log to the store (atomically) if it changed."""

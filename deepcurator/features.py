@@ -1,4 +1,6 @@
-"""The log-mel features: the one definition used by training and serving (DESIGN.md).
+"""The log-mel features of :data:`deepcurator.spec.SPEC`, used by training and serving alike.
+
+Every constant below comes from the spec (:mod:`deepcurator.spec`):
 
 - STFT: n_fft 2048, hop 512, periodic Hann window, centred frames padded with zeros
   (librosa 0.11's defaults, ``pad_mode="constant"``);
@@ -21,14 +23,15 @@ import numpy as np
 import scipy.fft
 
 from deepcurator.audio import SAMPLE_RATE, decode
+from deepcurator.spec import SPEC
 
-N_FFT = 2048
-HOP = 512
-N_MELS = 128
-AMIN = 1e-10
-SLICE_FRAMES = 1291  # 30 s · 22,050 Hz / 512
+N_FFT = SPEC.n_fft
+HOP = SPEC.hop
+N_MELS = SPEC.n_mels
+AMIN = SPEC.db_amin
+SLICE_FRAMES = SPEC.slice_frames  # 1,291: 30 s · 22,050 Hz / 512, rounded down
 SLICE_SECONDS = SLICE_FRAMES * HOP / SAMPLE_RATE
-STORED_DTYPE = np.float16
+STORED_DTYPE = np.dtype(SPEC.stored_dtype)
 
 _BLOCK = 256  # frames per FFT block: 2 MiB of windowed samples, stays in cache
 _BAND_GROUP = 16  # mel bands per matrix product (their bins are contiguous)

@@ -1,8 +1,8 @@
-"""Running per-item work on an Executor, with a progress bar and an end-of-stage summary.
+"""Executors for per-item work, and running items on one with a progress bar.
 
 Per-track stages (download, process) take any :class:`concurrent.futures.Executor`: a
 local pool by default, or a Dask ``distributed`` executor when ``executor.dask_scheduler``
-is set (DESIGN.md, "Scaling out"). Process pools use the *spawn* start method, since
+is set (README, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these. Process pools use the *spawn* start method, since
 TensorFlow and other threaded libraries are not fork-safe, and their workers end when the
 process that started them dies, even by SIGKILL (:func:`_die_with_parent`).
 """
@@ -17,10 +17,8 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -156,23 +154,3 @@ def run_items(
             yield item, (exc if exc is not None else done.result())
             bar.update(1)
             fill()
-
-
-@dataclass
-class Summary:
-    """Counts of what a stage did, skipped and failed (by reason), printed at the end."""
-
-    stage: str
-    done: int = 0
-    skipped: int = 0
-    failed: Counter[str] = field(default_factory=Counter)
-    extra: dict[str, str] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    def line(self) -> str:
-        failed = sum(self.failed.values())
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.failed.items()))
-        parts = [f"{self.stage}: done {self.done}", f"skipped {self.skipped}", f"failed {failed}" + (f" ({reasons})" if reasons else "")]
-        parts += [f"{k} {v}" for k, v in self.extra.items()]
-        parts.append(f"elapsed {time.monotonic() - self.started:.1f} s")
-        return ", ".join(parts)

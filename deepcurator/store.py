@@ -1,4 +1,4 @@
-"""The store: where stages hand off their outputs (DESIGN.md, "The store").
+"""The store: where stages hand off their outputs (the keys: :mod:`deepcurator.layout`).
 
 One small interface, two backends with the same keys:
 
@@ -19,9 +19,9 @@ import os
 import secrets
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import BinaryIO, IO, Any
 
 from deepcurator.config import Config, S3Config
 from deepcurator.errors import StoreError
@@ -175,7 +175,7 @@ class LocalStore(Store):
             with open(src, "rb") as fh:
                 shutil.copyfileobj(fh, out)
 
-        _atomic_copy(copy, Path(path))
+        atomic_write(path, copy)
 
     def open(self, key: str) -> IO[bytes]:
         try:
@@ -293,7 +293,7 @@ class S3Store(Store):
             self.client.download_fileobj(self.cfg.bucket, self._key(key), out, Config=self._transfer_config())
 
         try:
-            _atomic_copy(fetch, Path(path))
+            atomic_write(path, fetch)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -346,8 +346,11 @@ class S3Store(Store):
         return f"{where} at {self.cfg.endpoint_url}" if self.cfg.endpoint_url else where
 
 
-def _atomic_copy(write: Any, dest: Path) -> None:
-    """Call ``write(fileobj)`` into a temp file beside ``dest``, then rename it to ``dest``."""
+def atomic_write(dest: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """Write a local file whole or not at all: ``write(fileobj)`` fills a temp file beside
+    ``dest`` (named for its writer, so a killed writer's leftover is known), which is then
+    renamed to ``dest``. The file gets the mode a plain ``open()`` would give."""
+    dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(dest.parent)
     try:

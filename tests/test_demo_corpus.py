@@ -113,7 +113,7 @@ def test_dataset_has_the_real_schema_and_labels_accepts_it(corpus: Path, truth: 
         assert pd.api.types.is_integer_dtype(ds[col]), col
     assert (ds[["have", "want", "rating_count"]] >= 6).all().all() and (ds["price"] >= 1).all()
     assert ds["rating_average"].between(1.0, 5.0).all()
-    result = labels.make_labels(ds, labels.ScoringParams(n=2))
+    result = labels.make_labels(ds, labels.LabelsConfig(n=2))
     assert len(result.labels) == 4 and set(result.labels["label"]) == {0, 1}
 
 
@@ -123,7 +123,7 @@ def test_item_score_rises_with_q_and_some_ids_repeat() -> None:
     corpus = dc.draw_corpus(11, 400)
     ds = pd.DataFrame(dc.dataset_rows(corpus, 11)).astype({"youtube_id": "string"})
     assert ds["youtube_id"].duplicated().sum() >= 5
-    scored, _ = labels.score_items(ds, labels.ScoringParams())
+    scored, _ = labels.score_items(ds, labels.LabelsConfig())
     per_id = scored[scored["status"] == "kept"].groupby("youtube_id")["score"].max()
     q = pd.Series({t.youtube_id: t.q for t in corpus})[per_id.index]
     rho = spearmanr(per_id.to_numpy(), q.to_numpy())[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from deepcurator import config as config_mod
+from deepcurator.errors import TooLong
 from deepcurator.stages import download
 from deepcurator.audio import SAMPLE_RATE, decode, ffmpeg_exe
 from deepcurator.errors import ConfigError
@@ -118,7 +119,7 @@ def test_classify_by_class() -> None:
     from yt_dlp.networking.exceptions import RequestError, TransportError
     from yt_dlp.utils import PostProcessingError
 
-    assert download.classify(download.TooLong("3600 s")) == "too_long"
+    assert download.classify(TooLong("3600 s")) == "too_long"
     assert download.classify(PostProcessingError("Conversion failed!")) == "ffmpeg"
     assert download.classify(TransportError("EOF occurred")) == "network"
     assert download.classify(RequestError("file:// URLs are disabled by default")) == "other"
@@ -165,13 +166,13 @@ def test_file_urls(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     cfg = with_download(cfg, url_template=f"file://{src}/{{id}}.m4a", max_duration_s=MAX_S, workers=3)
     store = open_store(cfg)
     put_labels(store, ["good_a", "missing", "noise", "good_b", "trunc", "long"])
-    summary = download.run_stage(cfg, store)
+    summary = download.run(cfg, store)
     assert reasons(store) == {"missing": "unavailable", "noise": "ffmpeg", "trunc": "ffmpeg", "long": "too_long"}
     assert audio_keys(store) == {"good_a": "audio/good_a.mp3", "good_b": "audio/good_b.mp3"}
     for key in audio_keys(store).values():
         check_mp3(store, key, tmp_path)
     assert summary.done == 2 and sum(summary.failed.values()) == 4
-    again = download.run_stage(cfg, store)
+    again = download.run(cfg, store)
     assert (again.done, again.skipped, sum(again.failed.values())) == (0, 6, 0)
 
 
@@ -183,7 +184,7 @@ def test_http_server_failures_and_retry(cfg: config_mod.Config, media: Path, tmp
                             rate_limit_backoff_s=0.1, rate_limit_retries=1, bitrate_kbps=96)
         store = open_store(cfg)
         put_labels(store, ["good_m4a", "missing", "noise", "trunc", "stall_x", "short_x", "limited_x", "good_ogg"])
-        first = download.run_stage(cfg, store)
+        first = download.run(cfg, store)
         assert reasons(store) == {"missing": "unavailable", "noise": "ffmpeg", "trunc": "ffmpeg",
                                   "stall_x": "network", "short_x": "network", "limited_x": "rate_limited"}
         for item_id in ("good_m4a", "good_ogg"):
@@ -192,7 +193,7 @@ def test_http_server_failures_and_retry(cfg: config_mod.Config, media: Path, tmp
         # The server lets limited_x through now: --retry-failed fetches the retryable ids only.
         srv.rate_limited = False
         srv.requests.clear()
-        retried = download.run_stage(cfg, store, retry=download.RETRYABLE)
+        retried = download.run(cfg, store, retry=download.RETRYABLE)
         assert retried.done == 1 and retried.failed == {"network": 2}
         assert not any("missing" in p or "noise" in p or "good_" in p for p in srv.requests)
         check_mp3(store, "audio/limited_x.mp3", tmp_path, kbps=96)
@@ -221,7 +222,7 @@ def test_limit_downloads_only_that_many(media: Path, tmp_path: Path) -> None:
                                 "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
     store = open_store(cfg)
     put_labels(store, ["src", "long", "trunc"])
-    assert download.run_stage(cfg, store, limit=1).done == 1
+    assert download.run(cfg, store, limit=1).done == 1
     assert list(store.list("audio/")) == ["audio/src.mp3"] and reasons(store) == {}
 
 
@@ -230,7 +231,7 @@ def test_keep_source(media: Path, tmp_path: Path) -> None:
                                 "download": {"url_template": f"file://{media}/{{id}}.ogg", "keep_source": True}})
     store = open_store(cfg)
     put_labels(store, ["src"])
-    assert download.run_stage(cfg, store).done == 1
+    assert download.run(cfg, store).done == 1
     assert list(store.list("audio/")) == ["audio/src.ogg"]
     assert abs(len(decode(store.local_path("audio/src.ogg"))) / SAMPLE_RATE - SECONDS) < 0.1
 
@@ -243,11 +244,11 @@ def test_invalid_ids_fail_once_for_good_without_a_request(media: Path, tmp_path:
     store = open_store(youtube)
     bad_for_youtube = ["short", "AAAAAAAAAA!", "abc def ghi", "../../etc/p", "AAAAAAAAAAAA", "x" * 65]
     put_labels(store, bad_for_youtube)
-    summary = download.run_stage(youtube, store)
+    summary = download.run(youtube, store)
     assert summary.failed == {"invalid_id": len(bad_for_youtube)}
     assert reasons(store) == {i: "invalid_id" for i in bad_for_youtube}
     assert "not a YouTube video id" in {r["id"]: r["detail"] for r in failures(store)}["short"]
-    again = download.run_stage(youtube, store, retry=download.RETRYABLE)
+    again = download.run(youtube, store, retry=download.RETRYABLE)
     assert (again.done, again.skipped, sum(again.failed.values())) == (0, len(bad_for_youtube), 0)
 
     with AudioServer(serve_dir(media, tmp_path / "www", {"short": "src.m4a"})) as srv:
@@ -255,7 +256,7 @@ def test_invalid_ids_fail_once_for_good_without_a_request(media: Path, tmp_path:
                                        "download": {"url_template": srv.url_template}})
         store = open_store(mirror)
         put_labels(store, ["short", "abc def", "a%2Fb"])
-        summary = download.run_stage(mirror, store)
+        summary = download.run(mirror, store)
         assert summary.done == 1 and reasons(store) == {"abc def": "invalid_id", "a%2Fb": "invalid_id"}
         assert not any("abc" in p or "a%2F" in p for p in srv.requests), srv.requests
 
@@ -362,11 +363,11 @@ def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
                                 "download": {"url_template": f"file://{media}/{{id}}.m4a", "cookies": str(cookies)}})
     store = open_store(cfg)
     put_labels(store, ["src"])
-    assert download.run_stage(cfg, store).done == 1
+    assert download.run(cfg, store).done == 1
     assert cookies.read_bytes() == before
     missing = with_download(cfg, cookies=str(tmp_path / "nope.txt"))
     with pytest.raises(ConfigError, match="cookies"):
-        download.run_stage(missing, store)
+        download.run(missing, store)
 
 
 def test_runs_on_a_dask_cluster(media: Path, tmp_path: Path) -> None:
@@ -378,6 +379,6 @@ def test_runs_on_a_dask_cluster(media: Path, tmp_path: Path) -> None:
                                     "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
         store = open_store(cfg)
         put_labels(store, ["src", "noise", "missing"])
-        summary = download.run_stage(cfg, store)
+        summary = download.run(cfg, store)
     assert summary.done == 1 and reasons(store) == {"noise": "ffmpeg", "missing": "unavailable"}
     check_mp3(store, "audio/src.mp3", tmp_path)

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepcurator.errors import InputError
-from deepcurator.stages.labels import ScoringParams, bayesian_rating, make_labels, minmax, score_items
+from deepcurator.config import LabelsConfig
+from deepcurator.stages.labels import bayesian_rating, make_labels, minmax, score_items
 
 from conftest import run_cli, write_config
 
@@ -41,7 +42,7 @@ def test_bayesian_rating_by_hand() -> None:
 
 
 def test_scores_by_hand() -> None:
-    scored, dropped = score_items(HAND, ScoringParams(n=1, outlier_quantile=1.0))
+    scored, dropped = score_items(HAND, LabelsConfig(n=1, outlier_quantile=1.0))
     assert dropped == {}
     np.testing.assert_allclose(scored["ratio"], [1, 0.5, 0.25, 0])
     np.testing.assert_allclose(scored["rating"], [1, (2.9167 - 2.5) / 0.625, (2.8333 - 2.5) / 0.625, 0], atol=1e-4)
@@ -50,12 +51,12 @@ def test_scores_by_hand() -> None:
 
 
 def test_weights_change_the_score() -> None:
-    scored, _ = score_items(HAND, ScoringParams(n=1, outlier_quantile=1.0, weight_price=0.0))
+    scored, _ = score_items(HAND, LabelsConfig(n=1, outlier_quantile=1.0, weight_price=0.0))
     np.testing.assert_allclose(scored["score"], [1, (0.5 + 2 / 3) / 2, (0.25 + 0.8 / 1.5) / 2, 0], atol=1e-9)
 
 
 def test_top_and_bottom_n() -> None:
-    result = make_labels(HAND, ScoringParams(n=2, outlier_quantile=1.0))
+    result = make_labels(HAND, LabelsConfig(n=2, outlier_quantile=1.0))
     assert result.labels[["youtube_id", "label"]].values.tolist() == [
         ["AAAAAAAAAAA", 1], ["BBBBBBBBBBB", 1], ["CCCCCCCCCCC", 0], ["DDDDDDDDDDD", 0]]
 
@@ -63,14 +64,14 @@ def test_top_and_bottom_n() -> None:
 def test_outliers_and_zero_prices_are_dropped() -> None:
     rows = [(i, 10, 10 + i, 3.0, 5, 10.0 + (i * 37) % 100, f"id{i:09d}") for i in range(100)]
     rows[5] = (5, 10, 15, 3.0, 5, 0.0, "id000000005")  # zero price
-    result = score_items(table(rows), ScoringParams(n=10, outlier_quantile=0.99))
+    result = score_items(table(rows), LabelsConfig(n=10, outlier_quantile=0.99))
     assert result[1] == {"price == 0": 1, "want/have outlier": 1, "price outlier": 1}
     assert result[0].loc[99, "status"] == "want/have outlier" and result[0].loc[27, "status"] == "price outlier"
 
 
 def test_an_id_linked_from_several_releases_gets_one_label_its_best() -> None:
     dup = pd.concat([HAND, table([(5, 10, 20, 4.0, 10, 10.0, "DDDDDDDDDDD")])], ignore_index=True)
-    result = make_labels(dup, ScoringParams(n=2, outlier_quantile=1.0))
+    result = make_labels(dup, LabelsConfig(n=2, outlier_quantile=1.0))
     assert result.labels["youtube_id"].is_unique
     assert result.labels.set_index("youtube_id").loc["DDDDDDDDDDD", "label"] == 1
 
@@ -86,16 +87,16 @@ def test_minmax_of_constant_is_zero() -> None:
 ])
 def test_bad_tables_are_clear_errors(change, message: str) -> None:
     with pytest.raises(InputError) as err:
-        make_labels(change(HAND), ScoringParams(n=1, outlier_quantile=1.0))
+        make_labels(change(HAND), LabelsConfig(n=1, outlier_quantile=1.0))
     assert message in str(err.value)
 
 
 def test_have_zero_is_dropped_and_too_few_items_says_how_many() -> None:
     bad = HAND.assign(have=[10, 0, 20, 10])
-    scored, dropped = score_items(bad, ScoringParams(n=1, outlier_quantile=1.0))
+    scored, dropped = score_items(bad, LabelsConfig(n=1, outlier_quantile=1.0))
     assert dropped == {"have == 0": 1}
     with pytest.raises(InputError, match="only 3 usable distinct YouTube ids; labelling N=2 per class needs 4"):
-        make_labels(bad, ScoringParams(n=2, outlier_quantile=1.0))
+        make_labels(bad, LabelsConfig(n=2, outlier_quantile=1.0))
 
 
 def test_ids_that_are_not_youtube_ids_are_dropped_with_a_reason() -> None:
@@ -104,7 +105,7 @@ def test_ids_that_are_not_youtube_ids_are_dropped_with_a_reason() -> None:
     rows = [(10 + i, 10, 10, 3.0, 5, 10.0, yid) for i, yid in enumerate(bad)]
     rows += [(20, 10, 10, 3.0, 5, 10.0, None), (21, 10, 10, 3.0, 5, 10.0, "   ")]
     df = pd.concat([HAND, table(rows), table([(22, 10, 10, 3.0, 5, 10.0, "-_aZ09-_aZ0")])], ignore_index=True)
-    scored, dropped = score_items(df, ScoringParams(n=1, outlier_quantile=1.0))
+    scored, dropped = score_items(df, LabelsConfig(n=1, outlier_quantile=1.0))
     assert dropped == {"invalid youtube_id": len(bad), "no youtube_id": 2}
     assert set(scored.loc[scored["status"] == "kept", "youtube_id"]) == {*HAND["youtube_id"], "-_aZ09-_aZ0"}
 
@@ -115,20 +116,20 @@ def test_the_demo_corpus_ids_are_youtube_ids() -> None:
 
     corpus = demo_corpus.draw_corpus(7, 300)
     assert all(is_video_id(t.youtube_id) for t in corpus)
-    scored, dropped = score_items(pd.DataFrame(demo_corpus.dataset_rows(corpus, 7)), ScoringParams(n=1))
+    scored, dropped = score_items(pd.DataFrame(demo_corpus.dataset_rows(corpus, 7)), LabelsConfig(n=1))
     assert "invalid youtube_id" not in dropped and "no youtube_id" not in dropped
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    (ScoringParams(n=0), "n must be at least 1, got 0"),
-    (ScoringParams(n=-5), "n must be at least 1, got -5"),
-    (ScoringParams(n=1, prior_weight=-1.0), "prior_weight must be 0 or more, got -1.0"),
-    (ScoringParams(n=1, weight_rating=-1.0), "weight_rating must be 0 or more, got -1.0"),
-    (ScoringParams(n=1, weight_ratio=0.0, weight_rating=0.0, weight_price=0.0), "must add up to more than 0"),
-    (ScoringParams(n=1, weight_price=float("nan")), "weight_price must be 0 or more, got nan"),
-    (ScoringParams(n=1, outlier_quantile=0.2), "outlier_quantile must be in (0.5, 1]"),
+    (LabelsConfig(n=0), "n must be at least 1, got 0"),
+    (LabelsConfig(n=-5), "n must be at least 1, got -5"),
+    (LabelsConfig(n=1, prior_weight=-1.0), "prior_weight must be 0 or more, got -1.0"),
+    (LabelsConfig(n=1, weight_rating=-1.0), "weight_rating must be 0 or more, got -1.0"),
+    (LabelsConfig(n=1, weight_ratio=0.0, weight_rating=0.0, weight_price=0.0), "must add up to more than 0"),
+    (LabelsConfig(n=1, weight_price=float("nan")), "weight_price must be 0 or more, got nan"),
+    (LabelsConfig(n=1, outlier_quantile=0.2), "outlier_quantile must be in (0.5, 1]"),
 ])
-def test_bad_scoring_parameters_are_clear_errors(params: ScoringParams, message: str) -> None:
+def test_bad_scoring_parameters_are_clear_errors(params: LabelsConfig, message: str) -> None:
     with pytest.raises(InputError) as err:
         make_labels(HAND, params)
     assert message in str(err.value)
@@ -147,7 +148,7 @@ def test_label_invariants(rows: list[tuple], data: st.DataObject) -> None:
     df = table(rows)
     usable = df["youtube_id"].nunique()
     n = data.draw(st.integers(1, max(1, usable // 2)))
-    params = ScoringParams(n=n, outlier_quantile=1.0)
+    params = LabelsConfig(n=n, outlier_quantile=1.0)
     if usable < 2 * n:
         with pytest.raises(InputError):
             make_labels(df, params)

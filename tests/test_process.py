@@ -20,7 +20,8 @@ import pytest
 from deepcurator import audio, features
 from deepcurator.config import Config
 from deepcurator.parallel import make_executor
-from deepcurator.stages.process import feature_key, load_features, process_all, run_stage
+from deepcurator.layout import feature_key
+from deepcurator.stages.process import load_features, process_all, run
 from deepcurator.store import LocalStore, open_store
 
 from audio_fixtures import make_audio
@@ -85,7 +86,7 @@ def test_stage_stores_features_records_failures_and_resumes(cfg: Config, tracks:
 def test_trainer_input_equals_server_input_bit_for_bit(cfg: Config, tracks: dict[str, Path]) -> None:
     """Slice k as the trainer reads it (stored features) and as the server computes it live."""
     open_store(cfg).put_file("audio/good.mp3", tracks["good.mp3"])
-    assert run_stage(cfg, workers=1).done == 1
+    assert run(cfg, open_store(cfg), workers=1).done == 1
     trainer = features.model_input(load_features(open_store(cfg), "good"))
     server = features.model_input(features.logmel(audio.decode(tracks["good.mp3"])))
     assert trainer.shape == server.shape == (2, 128, 1291, 1)

@@ -1,5 +1,5 @@
 """`deepcurator rate`: folders searched recursively, a table sorted by score, --csv, --json,
-unreadable files listed as skipped (not fatal), the same scores as the server's code."""
+files that cannot be scored listed as failed (not fatal), the same scores as the server's code."""
 
 from __future__ import annotations
 
@@ -46,13 +46,13 @@ def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scor
     assert [row[-1] for row in table] == sorted(expected, key=lambda f: -expected[f])
     for row in table:
         assert float(row[0]) == pytest.approx(expected[row[-1]], abs=0.011)
-    skipped = [line for line in lines if line.startswith("skipped")]
-    assert len(skipped) == 3 and any("10.0 s long" in line for line in skipped)
+    failed = [line for line in lines if line.startswith("failed")]
+    assert len(failed) == 3 and any("10.0 s long" in line for line in failed)
     assert "cover.jpg" not in proc.stdout
-    assert "rate: done 2, skipped 3, failed 0" in proc.stderr
+    assert "rate: done 2, skipped 0, failed 3 (too_short 2, undecodable 1)" in proc.stderr
     with open(tmp_path / "out" / "rated.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["status"] for r in rows] == ["scored", "scored", "skipped", "skipped", "skipped"]
+    assert [r["status"] for r in rows] == ["scored", "scored", "failed", "failed", "failed"]
     assert float(rows[0]["score"]) >= float(rows[1]["score"])
 
     proc = run_cli("--config", str(config), "rate", str(music / "song.wav"), str(music / "missing.mp3"), "--json",
@@ -61,7 +61,8 @@ def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scor
     body = json.loads(proc.stdout)
     assert body["run_id"] == RUN_ID
     assert [r["file"] for r in body["scored"]] == [str(music / "song.wav")]
-    assert body["skipped"] == [{"file": str(music / "missing.mp3"), "reason": "not found"}]
+    assert body["failed"] == [{"file": str(music / "missing.mp3"), "reason": "not_found",
+                               "detail": f"{music / 'missing.mp3'}: not found"}]
 
 
 def test_rate_without_a_model(tmp_path: Path, music: Path) -> None:

@@ -212,9 +212,12 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     cfg = with_train(cfg, tmp_path)
     store = open_store(cfg)
     put_dataset(store, feats)
-    run_id = train(cfg, store, run_id="r1")
+    result = train(cfg, store, run_id="r1")
+    run_id = result.run_id
     assert store.get_bytes("runs/latest").decode().strip() == "r1"
+    assert "train: run r1 finished" in result.line() and result.best_epoch in (1, 2)
     for name in ("model.keras", "metrics.json", "splits.csv", "config.yml", "MODEL_CARD.md", "state.json",
+                 "feature_spec.json",
                  "roc.png", "training_curves.png", "score_histograms.png", "reliability.png", "predictions.csv"):
         assert store.exists(f"runs/r1/{name}"), name
     events = [k for k in store.list("runs/r1/tensorboard/") if "events.out.tfevents" in k]
@@ -236,6 +239,11 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
             assert {"accuracy", "roc_auc", "pr_auc", "confusion", "reliability"} <= set(part[level])
     assert metrics["test"]["track"]["n"] == (splits["split"] == "test").sum()
     assert metrics["baseline"]["test"]["track"]["roc_auc"] > 0.9  # the classes are easy for band statistics
+    from deepcurator import spec
+
+    assert spec.FeatureSpec.from_json(store.get_bytes("runs/r1/feature_spec.json")) == spec.SPEC
+    store.get_file("runs/r1/model.keras", tmp_path / "served.keras")
+    assert spec.read_from_model(tmp_path / "served.keras") == spec.SPEC  # the model carries its spec
     card = store.get_bytes("runs/r1/MODEL_CARD.md").decode()
     assert "sought-after on Discogs" in card and "ROC-AUC" in card
     cal = metrics["training"]["calibration"]

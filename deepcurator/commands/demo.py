@@ -29,4 +29,4 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.fresh:
         clean(args.workdir)
     return run_demo(DemoSettings(workdir=args.workdir, tracks=args.tracks, seed=args.seed, epochs=args.epochs,
-                                 width=args.width, serve=args.serve))
+                                 width=args.width, serve=args.serve), report=lambda line: print(line, flush=True))

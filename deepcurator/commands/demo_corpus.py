@@ -20,28 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator.demo import corpus as dc
-    from deepcurator.errors import InputError
-    from deepcurator.parallel import Summary, default_workers, make_executor, run_items
+    from deepcurator.demo import corpus
+    from deepcurator.store import LocalStore
 
-    if args.tracks < 1:
-        raise InputError(f"--tracks must be at least 1 (got {args.tracks})")
-    out: Path = args.out
-    (out / "tracks").mkdir(parents=True, exist_ok=True)
-    (out / "by-id").mkdir(exist_ok=True)
-    corpus = dc.draw_corpus(args.seed, args.tracks)
-    summary = Summary("demo-corpus")
-    with make_executor(cfg, args.workers or default_workers()) as pool:
-        for track, result in run_items(pool, dc.write_track, corpus, str(out), desc="synthesising"):
-            if isinstance(result, BaseException):
-                summary.failed[type(result).__name__] += 1
-                print(f"demo-corpus: {track.youtube_id} failed: {result}")
-            elif result == "skipped":
-                summary.skipped += 1
-            else:
-                summary.done += 1
-    dc.write_csv(dc.truth_rows(corpus), out / "truth.csv")
-    dc.write_csv(dc.dataset_rows(corpus, args.seed), out / "dataset.csv")
-    summary.extra["corpus"] = str(out)
+    summary = corpus.run(cfg, LocalStore(args.out), tracks=args.tracks, seed=args.seed, workers=args.workers)
     print(summary.line())
     return 1 if summary.failed else 0

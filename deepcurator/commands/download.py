@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepcurator.cli import int_in
+from deepcurator.commands import int_in
 from deepcurator.config import Config
 from deepcurator.stages.download import REASONS, RETRYABLE
 
@@ -27,6 +27,6 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
     retry = () if args.retry_failed is None else (args.retry_failed or RETRYABLE)
     store = open_store(cfg)
-    summary = download.run_stage(cfg, store, retry=retry, limit=args.limit, workers=args.workers)
+    summary = download.run(cfg, store, retry=retry, limit=args.limit, workers=args.workers)
     print(summary.line())
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepcurator.cli import int_in
+from deepcurator.commands import int_in
 from deepcurator.config import Config
 
 
@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from deepcurator.stages.process import run_stage
+    from deepcurator.stages import process
+    from deepcurator.store import open_store
 
-    summary = run_stage(cfg, workers=args.workers, retry_all=args.retry_all)
+    summary = process.run(cfg, open_store(cfg), workers=args.workers, retry_all=args.retry_all)
     print(summary.line())
     return 0

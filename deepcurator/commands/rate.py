@@ -1,6 +1,6 @@
 """Score audio files offline with the served model and the same code as /predict: files or
 folders (searched recursively for audio files), a table sorted by score, --csv and --json.
-Unreadable files are listed as skipped; they do not stop the run."""
+Files that cannot be scored are listed as failed, with the reason; they do not stop the run."""
 
 from __future__ import annotations
 
@@ -8,34 +8,18 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from deepcurator.config import Config
-
-AUDIO_SUFFIXES = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff",
-                  ".wma", ".webm", ".mka", ".mp4", ".mp2", ".ac3", ".alac", ".ape", ".wv"}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     parser.add_argument("--model", help="runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL "
                                         "(default: config serve.model)")
-    parser.add_argument("--csv", metavar="FILE", help="also write every row (skipped files too) to this CSV file")
+    parser.add_argument("--csv", metavar="FILE", help="also write every row (failed files too) to this CSV file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-
-
-def find_audio(paths: list[str]) -> list[Path]:
-    """Named files as given, plus every file with an audio suffix under named folders (sorted)."""
-    found: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
-        else:
-            found.append(p)
-    return list(dict.fromkeys(found))
 
 
 def format_table(rows: list[dict[str, object]]) -> str:
@@ -47,64 +31,38 @@ def format_table(rows: list[dict[str, object]]) -> str:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from tqdm import tqdm
-
     from deepcurator import native_stderr
-    from deepcurator.errors import InputError
-    from deepcurator.parallel import Summary
-    from deepcurator.serving.scoring import load_scorer, score_file
+    from deepcurator.serving.rating import find_audio, rate
+    from deepcurator.serving.scoring import load_scorer
 
     native_stderr.install()  # the mp3 decoder's per-frame notes would break the table
-    summary = Summary("rate")
     files = find_audio(args.paths)
     scorer = load_scorer(cfg, args.model)
-    s = cfg.serve
-    scored: list[dict[str, object]] = []
-    skipped: list[dict[str, object]] = []
-    for path in tqdm(files, desc="rate", unit="file", dynamic_ncols=True, file=sys.stderr):
-        if not path.is_file():
-            reason = "not found"
-        else:
-            try:
-                result = score_file(scorer, path, decode_timeout=s.decode_timeout_s, max_duration_s=s.max_duration_s,
-                                    over_duration=s.over_duration)
-            except (InputError, OSError) as exc:
-                reason = str(exc)
-            else:
-                scored.append({"file": str(path), "score": round(result.score, 2), "label": result.label,
-                               "duration_s": round(result.duration_s, 2), "slices": len(result.slices),
-                               "truncated": result.truncated})
-                summary.done += 1
-                continue
-        skipped.append({"file": str(path), "reason": reason})
-        summary.skipped += 1
-    scored.sort(key=lambda r: (-float(r["score"]), str(r["file"])))
+    result = rate(files, scorer, cfg.serve)
+    rows = [asdict(r) for r in result.rated]
     if args.csv:
-        _write_csv(Path(args.csv), scored, skipped)
+        _write_csv(Path(args.csv), rows, [asdict(f) for f in result.failed])
     if args.json:
-        print(json.dumps({"run_id": scorer.run_id, "aggregation": scorer.aggregation, "scored": scored,
-                          "skipped": skipped}, indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"model run {scorer.run_id}, aggregation {scorer.aggregation}")
-        print(format_table(scored))
-        for row in skipped:
-            print(f"skipped  {row['file']}: {row['reason']}")
-    summary.extra["model"] = scorer.run_id
-    print(summary.line(), file=sys.stderr)
-    return 0 if scored or not files else 1
+        print(f"model run {result.run_id}, aggregation {result.aggregation}")
+        print(format_table(rows))
+        for f in result.failed:
+            print(f"failed   {f.file}: {f.detail}")
+    print(result.summary.line(), file=sys.stderr)
+    return 0 if result.rated or not files else 1
 
 
-def _write_csv(dest: Path, scored: list[dict[str, object]], skipped: list[dict[str, object]]) -> None:
-    """file,score,label,duration_s,slices,truncated,status,reason; written atomically."""
+def _write_csv(dest: Path, scored: list[dict[str, object]], failed: list[dict[str, object]]) -> None:
+    """file,score,label,duration_s,slices,truncated,status,reason,detail; written atomically."""
+    from deepcurator.store import atomic_write
+
     buf = io.StringIO()
-    fields = ["file", "score", "label", "duration_s", "slices", "truncated", "status", "reason"]
+    fields = ["file", "score", "label", "duration_s", "slices", "truncated", "status", "reason", "detail"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in scored:
-        writer.writerow({**row, "status": "scored", "reason": ""})
-    for row in skipped:
-        writer.writerow({**row, "status": "skipped"})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, dest)
+        writer.writerow({**row, "status": "scored", "reason": "", "detail": ""})
+    for row in failed:
+        writer.writerow({**row, "status": "failed"})
+    atomic_write(dest, lambda out: out.write(buf.getvalue().encode()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepcurator.cli import int_in
+from deepcurator.commands import int_in
 from deepcurator.config import Config
 
 

@@ -19,5 +19,5 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator.store import open_store
     from deepcurator.training.loop import train
 
-    train(cfg, open_store(cfg), run_id=args.run_id, resume=args.resume)
+    print(train(cfg, open_store(cfg), run_id=args.run_id, resume=args.resume).line())
     return 0

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from deepcurator.config import Config
 from deepcurator.demo.synth import FAULTS, SR, Faults, TrackSpec
+from deepcurator.errors import InputError
+from deepcurator.failures import FailureLog
+from deepcurator.parallel import default_workers, make_executor
+from deepcurator.stagerun import Plan, Summary, run_plan
+from deepcurator.store import LocalStore
+
+STAGE = "demo-corpus"
 
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 FORMATS = ("flac", "ogg", "wav")
@@ -253,3 +261,30 @@ def contrast_pictures(corpus_dir: str | os.PathLike[str], out_dir: str | os.Path
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+def run(cfg: Config, store: LocalStore, *, tracks: int = 200, seed: int = 7, workers: int | None = None) -> Summary:
+    """The demo-corpus stage: synthesise the tracks not yet written into the folder of
+    ``store`` (one per core, or on the configured executor), then write ``truth.csv`` and
+    ``dataset.csv``. Failures go to ``failures/demo-corpus.jsonl`` in the folder."""
+    if tracks < 1:
+        raise InputError(f"--tracks must be at least 1 (got {tracks})")
+    out = store.root
+    (out / "tracks").mkdir(parents=True, exist_ok=True)
+    (out / "by-id").mkdir(exist_ok=True)
+    corpus = draw_corpus(seed, tracks)
+    todo = [t for t in corpus if not (out / "tracks" / t.filename).exists() or not (out / "by-id" / t.youtube_id).is_symlink()]
+    failures = FailureLog(store, STAGE)
+
+    def outcome(_: CorpusTrack, result: str | BaseException) -> tuple[str | None, str]:
+        if isinstance(result, BaseException):
+            return type(result).__name__, str(result)
+        return None, ""
+
+    with make_executor(cfg, workers or default_workers()) as pool:
+        summary = run_plan(STAGE, Plan(todo, {"already written": len(corpus) - len(todo)}), write_track, str(out),
+                           executor=pool, outcome=outcome, item_id=lambda t: t.youtube_id, failures=failures)
+    write_csv(truth_rows(corpus), out / "truth.csv")
+    write_csv(dataset_rows(corpus, seed), out / "dataset.csv")
+    summary.extra["corpus"] = str(out)
+    return summary

@@ -17,11 +17,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from deepcurator.errors import DeepCuratorError
+
+Report = Callable[[str], None]  # where the demo's lines go (the command passes print)
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _banner(step: int, total: int, text: str) -> None:
-    print(f"\n\033[1m== [{step}/{total}] {text}\033[0m", flush=True)
+def _banner(report: Report, step: int, total: int, text: str) -> None:
+    report(f"\n\033[1m== [{step}/{total}] {text}\033[0m")
 
 
-def run_stage(args: list[str], config_path: Path, cwd: Path) -> None:
+def run_command(args: list[str], config_path: Path, cwd: Path) -> None:
     """Run ``deepcurator ARGS`` as a user would, its progress and summary shown live."""
     env = dict(os.environ, DEEPCURATOR_CONFIG=str(config_path))
     proc = subprocess.run([sys.executable, "-m", "deepcurator", *args], cwd=cwd, env=env, check=False)
@@ -102,8 +105,10 @@ def start_server(config_path: Path, cwd: Path, port: int) -> subprocess.Popen[by
         raise
     return proc
 
-def run_demo(s: DemoSettings) -> int:
-    """Run the whole demo; returns the exit status."""
+def run_demo(s: DemoSettings, report: Report) -> int:
+    """Run the whole demo, telling the user what happens through ``report`` (the command
+    passes ``print``: stages run as subprocesses that show their own progress); returns the
+    exit status."""
     import requests
 
     from deepcurator.demo.server_process import stop
@@ -117,45 +122,45 @@ def run_demo(s: DemoSettings) -> int:
     store_root = Path(cfg["store"]["path"])
     corpus = workdir / "corpus"
     total = 7
-    print(f"DeepCurator demo: {s.tracks} synthetic tracks, everything offline, in {workdir}")
-    print(f"configuration: {config_path}")
+    report(f"DeepCurator demo: {s.tracks} synthetic tracks, everything offline, in {workdir}")
+    report(f"configuration: {config_path}")
 
-    _banner(1, total, "demo-corpus: synthesise the tracks (the part of YouTube) and dataset.csv (the part of Discogs)")
-    run_stage(["demo-corpus", "--out", str(corpus), "--tracks", str(s.tracks), "--seed", str(s.seed)], config_path, workdir)
+    _banner(report, 1, total, "demo-corpus: synthesise the tracks (the part of YouTube) and dataset.csv (the part of Discogs)")
+    run_command(["demo-corpus", "--out", str(corpus), "--tracks", str(s.tracks), "--seed", str(s.seed)], config_path, workdir)
     from deepcurator.demo.corpus import contrast_pictures
 
     pictures = contrast_pictures(corpus, workdir)
-    print("log-mel pictures of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
+    report("log-mel pictures of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
 
-    _banner(2, total, "labels: score the Discogs items, label the top and bottom N")
-    run_stage(["labels"], config_path, workdir)
-    _banner(3, total, "download: yt-dlp + ffmpeg from the corpus' file:// URLs to mp3")
-    run_stage(["download"], config_path, workdir)
-    _banner(4, total, "process: decode and compute the log-mel features")
-    run_stage(["process"], config_path, workdir)
-    _banner(5, total, "train: the CNN, best checkpoint by validation ROC-AUC, then evaluation on the test split")
-    run_stage(["train"], config_path, workdir)
+    _banner(report, 2, total, "labels: score the Discogs items, label the top and bottom N")
+    run_command(["labels"], config_path, workdir)
+    _banner(report, 3, total, "download: yt-dlp + ffmpeg from the corpus' file:// URLs to mp3")
+    run_command(["download"], config_path, workdir)
+    _banner(report, 4, total, "process: decode and compute the log-mel features")
+    run_command(["process"], config_path, workdir)
+    _banner(report, 5, total, "train: the CNN, best checkpoint by validation ROC-AUC, then evaluation on the test split")
+    run_command(["train"], config_path, workdir)
     run_id = (store_root / "runs" / "latest").read_text().strip()
     run_dir = store_root / "runs" / run_id
-    _banner(6, total, f"evaluate: re-evaluate the saved run {run_id} from the store")
-    run_stage(["evaluate", run_id], config_path, workdir)
+    _banner(report, 6, total, f"evaluate: re-evaluate the saved run {run_id} from the store")
+    run_command(["evaluate", run_id], config_path, workdir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
 
-    _banner(7, total, "serve: start the server, POST a held-out track to /predict")
+    _banner(report, 7, total, "serve: start the server, POST a held-out track to /predict")
     youtube_id, label, audio = held_out_track(store_root, run_dir)
     port = free_port()
     server = start_server(config_path, workdir, port)
     try:
         url = f"http://127.0.0.1:{port}/predict"
-        print(f"$ curl -X POST -F audio=@{audio} {url}")
+        report(f"$ curl -X POST -F audio=@{audio} {url}")
         with open(audio, "rb") as fh:
             answer = requests.post(url, files={"audio": (audio.name, fh)}, timeout=120)
         body = answer.json()
         shown = {k: v for k, v in body.items() if k != "slices"}
-        print(json.dumps(shown, indent=2))
-        print(f"({len(body.get('slices', []))} slices scored; the track's true label is {'good' if label else 'not-good'})")
+        report(json.dumps(shown, indent=2))
+        report(f"({len(body.get('slices', []))} slices scored; the track's true label is {'good' if label else 'not-good'})")
         if s.serve:
-            print(f"\nThe server is running: open http://127.0.0.1:{port}/ to rate a file. Ctrl-C stops it.")
+            report(f"\nThe server is running: open http://127.0.0.1:{port}/ to rate a file. Ctrl-C stops it.")
             server.wait()
     except KeyboardInterrupt:
         pass
@@ -164,13 +169,13 @@ def run_demo(s: DemoSettings) -> int:
 
     track = metrics.get("test", {}).get("track", {})
     baseline = metrics.get("baseline", {}).get("test", {}).get("track", {})
-    print("\n\033[1mDemo finished\033[0m in {:.0f} s".format(time.monotonic() - started))
-    print(f"  test split, track level: ROC-AUC {track.get('roc_auc', float('nan')):.3f} "
+    report("\n\033[1mDemo finished\033[0m in {:.0f} s".format(time.monotonic() - started))
+    report(f"  test split, track level: ROC-AUC {track.get('roc_auc', float('nan')):.3f} "
           f"(baseline, logistic regression on band statistics: {baseline.get('roc_auc', float('nan')):.3f})")
-    print(f"  model card: {run_dir / 'MODEL_CARD.md'}")
-    print(f"  plots:      {', '.join(sorted(p.name for p in run_dir.glob('*.png')))} in {run_dir}")
-    print("  spectrograms of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
-    print(f"  the store:  {store_root}  (rerun `make demo` to resume; delete {workdir} to start over)")
+    report(f"  model card: {run_dir / 'MODEL_CARD.md'}")
+    report(f"  plots:      {', '.join(sorted(p.name for p in run_dir.glob('*.png')))} in {run_dir}")
+    report("  spectrograms of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
+    report(f"  the store:  {store_root}  (rerun `make demo` to resume; delete {workdir} to start over)")
     return 0
 
 

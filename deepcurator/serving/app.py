@@ -33,7 +33,8 @@ from werkzeug.wsgi import LimitedStream
 from deepcurator import __version__, native_stderr
 from deepcurator.audio import DecodeError, DecodeTimeoutError
 from deepcurator.config import Config
-from deepcurator.serving.scoring import Scorer, TooLong, TooShort, load_scorer, score_file
+from deepcurator.errors import TooLong
+from deepcurator.serving.scoring import Scorer, TooShort, load_scorer, score_file
 
 DRAIN_LIMIT = 256 * 1024 * 1024  # read at most this much of a refused upload before answering
 DRAIN_IDLE_S = 1.0                # while draining, a client that sends nothing for this long is answered

@@ -6,12 +6,13 @@
 - :class:`Scorer` loads the model once, freezes it into a constant-folded graph (a compiled
   ``tf.function``: ``model.predict`` costs about 130 ms more per call), warms it with one call
   and runs one inference at a time under a lock (Keras models are not thread-safe).
-- :func:`aggregate` turns per-slice probabilities into the track's probability.
+- :func:`score_file` scores a file slice by slice as it is decoded (:mod:`deepcurator.stream`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import hashlib
 import os
 import threading
@@ -19,16 +20,20 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from deepcurator import features
+from deepcurator import features, runs
 from deepcurator.config import Config
-from deepcurator.errors import ConfigError, InputError, StoreError
+from deepcurator.errors import ConfigError, InputError, StoreError, TooLong
+from deepcurator.scores import AGGREGATIONS, aggregate, label_of
+from deepcurator.spec import SPEC, FeatureSpec, check_same, read_from_model
 from deepcurator.features import N_MELS, SLICE_FRAMES
 from deepcurator.stream import SLICE_SAMPLES
 
-AGGREGATIONS = ("mean", "median", "topk")
+logger = logging.getLogger(__name__)
+
 HOW_TO_GET_ONE = "train one with `deepcurator train` (or run `make demo`), or set serve.model to a .keras file or URL"
 
 
@@ -54,7 +59,7 @@ def _cached(cfg: Config, name: str, url: str) -> Path:
 
 def _download_url(cfg: Config, url: str) -> Path:
     """Fetch an http(s) or s3 URL into the cache (atomically; reused on the next start)."""
-    from deepcurator.store import S3Store, _atomic_copy
+    from deepcurator.store import S3Store, atomic_write
 
     parsed = urllib.parse.urlparse(url)
     name = Path(parsed.path).name or "model.keras"
@@ -71,11 +76,11 @@ def _download_url(cfg: Config, url: str) -> Path:
                 if resp.status_code != 200:
                     raise ConfigError(f"serve.model {url}: HTTP {resp.status_code}; {HOW_TO_GET_ONE}")
 
-                def write(out: object) -> None:
+                def write(out: BinaryIO) -> None:
                     for block in resp.iter_content(1 << 20):
-                        out.write(block)  # type: ignore[attr-defined]
+                        out.write(block)
 
-                _atomic_copy(write, dest)
+                atomic_write(dest, write)
     except StoreError as exc:
         raise ConfigError(f"serve.model {url}: {exc}; {HOW_TO_GET_ONE}") from None
     except OSError as exc:  # requests' errors are OSErrors
@@ -91,10 +96,11 @@ def _from_store(cfg: Config, spec: str) -> ModelSource:
     run_id = spec.split("/", 1)[1].strip("/")
     try:
         if run_id == "latest":
-            if not store.exists("runs/latest"):
-                raise ConfigError(f"no model: runs/latest is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
-            run_id = store.get_bytes("runs/latest").decode().strip()
-        key = f"runs/{run_id}/model.keras"
+            latest = runs.read_latest(store)
+            if latest is None:
+                raise ConfigError(f"no model: {runs.LATEST} is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
+            run_id = latest
+        key = runs.key(run_id, runs.MODEL)
         if not store.exists(key):
             raise ConfigError(f"no model: {key} is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
         local = store.local_path(key)
@@ -131,26 +137,6 @@ def resolve_model(cfg: Config, spec: str | None = None) -> ModelSource:
     )
 
 
-def aggregate(scores: np.ndarray, method: str = "mean", top_k: int = 5) -> float:
-    """A track's probability from its slices' probabilities ``scores`` (shape ``(n,)``, n ≥ 1):
-    their mean, median, or the mean of the ``top_k`` highest."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        raise ValueError("no slice to aggregate")
-    if method == "mean":
-        return float(scores.mean())
-    if method == "median":
-        return float(np.median(scores))
-    if method == "topk":
-        return float(np.sort(scores)[::-1][: max(1, top_k)].mean())
-    raise ValueError(f"unknown aggregation {method!r} (known: {', '.join(AGGREGATIONS)})")
-
-
-def label_of(score: float) -> str:
-    """``"good"`` over 50 (on the 0–100 scale), else ``"not-good"``."""
-    return "good" if score > 50.0 else "not-good"
-
-
 def configure_threads(n: int) -> None:
     """Threads for scoring: TensorFlow's intra-op threads ``n`` (0: its default, one per
     core), and one BLAS thread for the features in this process. The features of a slice
@@ -171,6 +157,20 @@ def configure_threads(n: int) -> None:
             pass
 
 
+def model_spec(path: Path) -> FeatureSpec:
+    """The feature spec inside the model file ``path``, checked against the one in use:
+    :class:`~deepcurator.spec.SpecMismatch` (one line naming the differing fields) when it
+    differs. A model saved before specs travelled with models has none: it was trained on
+    version 1, the spec in use then, and is taken as such."""
+    found = read_from_model(path)
+    if found is None:
+        logger.warning("the model %s carries no feature spec (saved before they did): taken as version %d",
+                       path.name, SPEC.version)
+        return SPEC
+    check_same(found, f"the model {path.name}")
+    return found
+
+
 class Scorer:
     """A loaded model that scores slices, one inference at a time.
 
@@ -179,12 +179,14 @@ class Scorer:
     """
 
     def __init__(self, source: ModelSource, aggregation: str = "mean", top_k: int = 5, tf_threads: int = 0) -> None:
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"config key 'serve.aggregation' must be one of {', '.join(AGGREGATIONS)}")
+        self.feature_spec = model_spec(source.path)  # refused before TensorFlow's start-up costs anything
+
         import keras
         import tensorflow as tf
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-        if aggregation not in AGGREGATIONS:
-            raise ConfigError(f"config key 'serve.aggregation' must be one of {', '.join(AGGREGATIONS)}")
         configure_threads(tf_threads)
         started = time.monotonic()
         self.run_id = source.run_id
@@ -227,10 +229,6 @@ def load_scorer(cfg: Config, model: str | None = None) -> Scorer:
 
 class TooShort(InputError):
     """The audio holds no whole 30-s slice."""
-
-
-class TooLong(InputError):
-    """The audio is longer than the configured maximum duration."""
 
 
 @dataclass(frozen=True)

@@ -28,21 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepcurator import layout
 from deepcurator.config import Config, DownloadConfig
-from deepcurator.errors import ConfigError, InputError
+from deepcurator.errors import ConfigError, InputError, TooLong
 from deepcurator.failures import FailureLog
+from deepcurator.parallel import make_executor
 from deepcurator.scratch import scratch_dir
+from deepcurator.stagerun import Plan, Summary, fmt_bytes, run_plan
 from deepcurator.store import Store
 from deepcurator.youtube import is_video_id, is_youtube_url
-
-if TYPE_CHECKING:
-    from deepcurator.parallel import Summary
 
 STAGE = "download"
 REASONS = ("unavailable", "rate_limited", "network", "ffmpeg", "too_long", "invalid_id", "other")
 RETRYABLE = ("rate_limited", "network", "other")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-FLUSH_EVERY_S = 10.0
 
 # Message patterns, checked in this order (the first match wins). yt-dlp's own classes come
 # first in :func:`classify`; these cover what only the message tells (YouTube's wording).
@@ -59,10 +58,6 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"timed? ?out|connection|network|unreachable|reset by peer|incomplete ?read|content too short|more expected"
         r"|transport|ssl|temporary failure|name resolution", re.I)),
 )
-
-
-class TooLong(Exception):
-    """The item is longer than ``download.max_duration_s`` (found before any transcoding)."""
 
 
 @dataclass(frozen=True)
@@ -317,7 +312,7 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
             except (YoutubeDLError, TooLong, InputError) as exc:
                 reason, detail = classify(exc), _detail(exc)
             else:
-                key = f"audio/{item_id}{path.suffix}"
+                key = layout.audio_key(item_id, path.suffix)
                 size = path.stat().st_size
                 store.put_file(key, path)
                 return Outcome(item_id, key=key, bytes=size)
@@ -336,31 +331,22 @@ def read_ids(store: Store) -> list[str]:
     """The labelled ids of ``labels.csv`` in the store, in file order, without repeats."""
     import pandas as pd
 
-    if not store.exists("labels.csv"):
-        raise InputError(f"labels.csv is not in the store {store.describe()}: run `deepcurator labels` first")
-    df = pd.read_csv(io.BytesIO(store.get_bytes("labels.csv")), dtype={"youtube_id": "string"})
+    if not store.exists(layout.LABELS):
+        raise InputError(f"{layout.LABELS} is not in the store {store.describe()}: run `deepcurator labels` first")
+    df = pd.read_csv(io.BytesIO(store.get_bytes(layout.LABELS)), dtype={"youtube_id": "string"})
     if "youtube_id" not in df.columns:
-        raise InputError("labels.csv has no youtube_id column")
+        raise InputError(f"{layout.LABELS} has no youtube_id column")
     return list(dict.fromkeys(df["youtube_id"].dropna().str.strip()))
 
 
 def stored_ids(store: Store) -> set[str]:
     """Ids with an audio object in the store (one paginated listing of ``audio/``)."""
-    return {key[len("audio/"):].rsplit(".", 1)[0] for key in store.list("audio/")}
+    return {layout.audio_id(key) for key in store.list(layout.AUDIO_PREFIX)}
 
 
-@dataclass
-class Plan:
-    """Which ids a run downloads and which it skips (already stored, or failed before)."""
-
-    todo: list[str]
-    in_store: int
-    failed_before: int
-
-
-def plan(ids: Iterable[str], stored: set[str], log: FailureLog, retry: Iterable[str] = ()) -> Plan:
+def plan(ids: Iterable[str], stored: set[str], log: FailureLog, retry: Iterable[str] = ()) -> Plan[str]:
     """Ids to download: not stored and not failed before, plus the failed ones whose reason is
-    in ``retry``."""
+    in ``retry``; skipped: already stored, failed before."""
     retry_ids = log.ids(retry)
     failed = log.ids()
     todo, in_store, failed_before = [], 0, 0
@@ -371,30 +357,21 @@ def plan(ids: Iterable[str], stored: set[str], log: FailureLog, retry: Iterable[
             failed_before += 1
         else:
             todo.append(i)
-    return Plan(todo, in_store, failed_before)
+    return Plan(todo, {"already stored": in_store, "failed before": failed_before})
 
 
-def human_bytes(n: float) -> str:
-    """``n`` bytes as a short readable size (``512 B``, ``3.4 MB``)."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KB", "MB"):
-        n /= 1024
-        if n < 1024:
-            return f"{n:.1f} {unit}"
-    return f"{n / 1024:.1f} GB"
+def _outcome(item_id: str, result: Outcome | BaseException) -> tuple[str | None, str]:
+    if isinstance(result, BaseException):  # a bug in download_one: expected failures are returned
+        return "other", f"{type(result).__name__}: {result}"
+    return result.reason, result.detail
 
 
-def run_stage(config: Config, store: Store, *, retry: Iterable[str] = (), limit: int | None = None,
-              workers: int | None = None) -> Summary:
-    """Download every labelled id not yet done; returns the :class:`~deepcurator.parallel.Summary`.
+def run(config: Config, store: Store, *, retry: Iterable[str] = (), limit: int | None = None,
+        workers: int | None = None) -> Summary:
+    """The stage: download every labelled id not yet done (at most ``limit``); returns the summary.
 
-    ``retry`` names the failure reasons to try again (``--retry-failed``). The failure log is
-    flushed every few seconds and at the end, so a killed run loses at most the last records;
-    their ids are simply tried again by the next run.
+    ``retry`` names the failure reasons to try again (``--retry-failed``).
     """
-    from deepcurator.parallel import Summary, make_executor, run_items
-
     settings = Settings.from_config(config)
     if config.download.rate_limit:
         parse_rate(config.download.rate_limit)
@@ -405,28 +382,16 @@ def run_stage(config: Config, store: Store, *, retry: Iterable[str] = (), limit:
     for i in log.ids() & stored:  # a success the log missed (a run killed before its flush)
         log.clear(i)
     p = plan(read_ids(store), stored, log, retry)
-    todo = p.todo[:limit] if limit is not None else p.todo
-    summary = Summary(STAGE, skipped=p.in_store + p.failed_before)
-    summary.extra["already stored"] = str(p.in_store)
-    summary.extra["failed before"] = str(p.failed_before)
+    if limit is not None:
+        p.todo = p.todo[:limit]
     total = 0
-    last_flush = time.monotonic()
-    try:
-        with make_executor(config, workers or config.download.workers, kind="thread") as pool:
-            for item_id, result in run_items(pool, download_one, todo, settings, store, desc=STAGE):
-                if isinstance(result, BaseException):
-                    result = Outcome(item_id, reason="other", detail=f"{type(result).__name__}: {result}")
-                if result.reason is None:
-                    summary.done += 1
-                    total += result.bytes
-                    log.clear(item_id)
-                else:
-                    summary.failed[result.reason] += 1
-                    log.add(item_id, result.reason, result.detail)
-                if time.monotonic() - last_flush > FLUSH_EVERY_S:
-                    log.flush()
-                    last_flush = time.monotonic()
-    finally:
-        log.flush()
-        summary.extra["bytes"] = human_bytes(total)
+
+    def count(_: str, result: Outcome) -> None:
+        nonlocal total
+        total += result.bytes
+
+    with make_executor(config, workers or config.download.workers, kind="thread") as pool:
+        summary = run_plan(STAGE, p, download_one, settings, store, executor=pool, outcome=_outcome,
+                           failures=log, on_done=count)
+    summary.extra["bytes"] = fmt_bytes(total)
     return summary

@@ -1,4 +1,6 @@
-"""Labels from Discogs statistics (DESIGN.md, "Scoring items").
+"""The labels stage: Discogs statistics become one score per item, and the top and bottom N
+YouTube ids become "good" (1) and "not-good" (0). The scoring parameters are the ``labels:``
+config section itself (:class:`~deepcurator.config.LabelsConfig`).
 
 Each item gets three components, each min-max normalised to 0..1:
 
@@ -20,43 +22,39 @@ the top ``n`` are good (1), the bottom ``n`` not-good (0).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deepcurator import layout, plots
+from deepcurator.config import LabelsConfig
 from deepcurator.errors import InputError
+from deepcurator.store import Store
 from deepcurator.youtube import VIDEO_ID
 
 COLUMNS = ("discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id")
 NUMERIC = ("have", "want", "rating_average", "rating_count", "price")
 
 
-@dataclass(frozen=True)
-class ScoringParams:
-    n: int = 15000
-    prior_weight: float = 30.0
-    outlier_quantile: float = 0.99
-    weight_ratio: float = 1.0
-    weight_rating: float = 1.0
-    weight_price: float = 1.0
-
-    def check(self) -> None:
-        """Raise :class:`InputError` naming the first parameter out of range: ``n`` below 1,
-        a negative prior weight or component weight, all weights 0, or the quantile outside (0.5, 1]."""
-        weights = {"weight_ratio": self.weight_ratio, "weight_rating": self.weight_rating,
-                   "weight_price": self.weight_price}
-        if self.n < 1:
-            raise InputError(f"n must be at least 1, got {self.n}")
-        if not self.prior_weight >= 0:
-            raise InputError(f"prior_weight must be 0 or more, got {self.prior_weight}")
-        if not 0.5 < self.outlier_quantile <= 1.0:
-            raise InputError(f"outlier_quantile must be in (0.5, 1], got {self.outlier_quantile}")
-        for name, value in weights.items():
-            if not value >= 0:
-                raise InputError(f"{name} must be 0 or more, got {value}")
-        if not sum(weights.values()) > 0:
-            raise InputError("the component weights must add up to more than 0")
+def check(params: LabelsConfig) -> None:
+    """Raise :class:`InputError` naming the first scoring parameter out of range: ``n`` below
+    1, a negative prior weight or component weight, all weights 0, or the quantile outside (0.5, 1]."""
+    weights = {"weight_ratio": params.weight_ratio, "weight_rating": params.weight_rating,
+               "weight_price": params.weight_price}
+    if params.n < 1:
+        raise InputError(f"n must be at least 1, got {params.n}")
+    if not params.prior_weight >= 0:
+        raise InputError(f"prior_weight must be 0 or more, got {params.prior_weight}")
+    if not 0.5 < params.outlier_quantile <= 1.0:
+        raise InputError(f"outlier_quantile must be in (0.5, 1], got {params.outlier_quantile}")
+    for name, value in weights.items():
+        if not value >= 0:
+            raise InputError(f"{name} must be 0 or more, got {value}")
+    if not sum(weights.values()) > 0:
+        raise InputError("the component weights must add up to more than 0")
 
 
 @dataclass
@@ -106,10 +104,10 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, dict[str, int]]:
+def score_items(df: pd.DataFrame, params: LabelsConfig) -> tuple[pd.DataFrame, dict[str, int]]:
     """Score every usable row. Returns all rows with ``ratio``, ``rating``, ``price_norm``,
     ``score`` (NaN for dropped rows) and ``status``, and the drop counts by reason."""
-    params.check()
+    check(params)
     df = validate(df)
     status = pd.Series("kept", index=df.index, dtype="object")
 
@@ -141,7 +139,7 @@ def score_items(df: pd.DataFrame, params: ScoringParams) -> tuple[pd.DataFrame, 
     return out, {str(k): int(v) for k, v in dropped.items()}
 
 
-def make_labels(df: pd.DataFrame, params: ScoringParams) -> LabelResult:
+def make_labels(df: pd.DataFrame, params: LabelsConfig) -> LabelResult:
     """Score, take one score per YouTube id (its highest), rank, and label top/bottom ``n``.
 
     Raises :class:`InputError` when fewer than ``2 n`` distinct ids are usable.
@@ -161,3 +159,48 @@ def make_labels(df: pd.DataFrame, params: ScoringParams) -> LabelResult:
     scored = scored.sort_values(["discogs_id", "youtube_id", *NUMERIC], kind="mergesort").reset_index(drop=True)
     thresholds = (float(good["score"].min()), float(bad["score"].max()))
     return LabelResult(labels=labels, scores=scored, dropped=dropped, thresholds=thresholds)
+
+
+@dataclass
+class LabelsRun:
+    """What :func:`run` did: rows read, ids scored and labelled, drops by reason, the time."""
+
+    rows: int
+    repeated: int
+    scored_ids: int
+    n: int
+    dropped: dict[str, int]
+    destination: str
+    elapsed_s: float
+
+    def line(self) -> str:
+        """The command's summary line."""
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
+        return (f"labels: read {self.rows} items, dropped {sum(self.dropped.values())} ({dropped}), "
+                f"{self.repeated} rows repeat an id, {self.scored_ids} distinct ids scored, labelled {self.n} good + "
+                f"{self.n} not-good -> {self.destination} ({self.elapsed_s:.1f} s)")
+
+
+def read_dataset(path: Path) -> pd.DataFrame:
+    """The Discogs table at ``path``; :class:`InputError` when it is missing or not a CSV."""
+    if not path.is_file():
+        raise InputError(f"dataset {path} not found (set labels.dataset or pass --dataset)")
+    try:
+        return pd.read_csv(path, dtype={"youtube_id": "string"})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"dataset {path} is not a readable CSV: {exc}") from None
+
+
+def run(params: LabelsConfig, store: Store) -> LabelsRun:
+    """Score ``params.dataset`` and write ``labels.csv``, ``scores.csv`` and
+    ``labels_scores.png`` to ``store`` (atomically, each)."""
+    started = time.monotonic()
+    df = read_dataset(Path(params.dataset))
+    result = make_labels(df, params)
+    store.put_bytes(layout.LABELS, result.labels[["youtube_id", "label"]].to_csv(index=False).encode())
+    store.put_bytes(layout.SCORES, result.scores.to_csv(index=False, float_format="%.6f").encode())
+    per_id = result.scores[result.scores["status"] == "kept"].groupby("youtube_id")["score"].max()
+    store.put_bytes(layout.SCORES_PLOT, plots.score_histogram(per_id.to_numpy(), *result.thresholds, params.n))
+    return LabelsRun(rows=len(df), repeated=len(df) - int(df["youtube_id"].nunique()), scored_ids=len(per_id),
+                     n=params.n, dropped=result.dropped, destination=f"{store.describe()}/{layout.LABELS}",
+                     elapsed_s=time.monotonic() - started)

@@ -14,24 +14,26 @@ atomically by the store, so a killed stage leaves no partial ``.npy`` behind.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import posixpath
-import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
-from deepcurator import audio, features, native_stderr
+from deepcurator import audio, features, layout, native_stderr
 from deepcurator.config import Config, ProcessConfig
 from deepcurator.failures import FailureLog
-from deepcurator.parallel import Summary, default_workers, make_executor, run_items
+from deepcurator.parallel import default_workers, make_executor
 from deepcurator.scratch import scratch_dir
-from deepcurator.store import Store, open_store
+from deepcurator.spec import SPEC, FeatureSpec, SpecMismatch, check_same
+from deepcurator.stagerun import Plan, Summary, fmt_hours, fmt_speed, run_plan
+from deepcurator.store import Store
+
+logger = logging.getLogger(__name__)
 
 STAGE = "process"
-AUDIO_PREFIX = "audio/"
-FEATURES_PREFIX = "features/"
 # Reasons that will not change on a rerun of the same file; "timeout" and "error" are retried.
 PERMANENT_REASONS = ("undecodable", "too_short", "silent")
 
@@ -54,16 +56,11 @@ class TrackResult:
     seconds: float  # of audio decoded
 
 
-def feature_key(track_id: str) -> str:
-    """Store key of a track's features."""
-    return f"{FEATURES_PREFIX}{track_id}.npy"
-
-
 def audio_objects(store: Store) -> dict[str, str]:
     """Track id → audio key for every object under ``audio/`` (any extension; the first key
     in order wins if one id is stored under two extensions)."""
     found: dict[str, str] = {}
-    for key in store.list(AUDIO_PREFIX):
+    for key in store.list(layout.AUDIO_PREFIX):
         name = posixpath.basename(key)
         track_id = name.rsplit(".", 1)[0] if "." in name else name
         if track_id and not name.startswith("."):
@@ -73,7 +70,7 @@ def audio_objects(store: Store) -> dict[str, str]:
 
 def done_ids(store: Store) -> set[str]:
     """Ids whose features are stored."""
-    return {posixpath.basename(k)[: -len(".npy")] for k in store.list(FEATURES_PREFIX) if k.endswith(".npy")}
+    return {i for i in map(layout.feature_id, store.list(layout.FEATURES_PREFIX)) if i is not None}
 
 
 _threads_limited = False
@@ -129,59 +126,66 @@ def process_track(item: tuple[str, str], store: Store, cfg: ProcessConfig) -> Tr
             S = track_features(path, cfg)
     buf = io.BytesIO()
     np.save(buf, S, allow_pickle=False)
-    store.put_bytes(feature_key(track_id), buf.getvalue())
+    store.put_bytes(layout.feature_key(track_id), buf.getvalue())
     return TrackResult(track_id, S.shape[1], S.shape[1] * features.HOP / audio.SAMPLE_RATE)
 
 
-def plan(store: Store, failures: FailureLog, retry_all: bool) -> tuple[list[tuple[str, str]], int]:
-    """The ``(id, audio key)`` items still to process, and how many are skipped (features
-    present, or failed for good before unless ``retry_all``)."""
+def plan(store: Store, failures: FailureLog, retry_all: bool) -> Plan[tuple[str, str]]:
+    """The ``(id, audio key)`` items still to process; skipped: features present, or failed
+    for good before (unless ``retry_all``)."""
     objects = audio_objects(store)
-    skip = done_ids(store)
-    if not retry_all:
-        skip |= failures.ids(PERMANENT_REASONS)
-    todo = [(i, k) for i, k in sorted(objects.items()) if i not in skip]
-    return todo, len(objects) - len(todo)
+    done = done_ids(store)
+    failed = set() if retry_all else failures.ids(PERMANENT_REASONS) - done
+    todo = [(i, k) for i, k in sorted(objects.items()) if i not in done and i not in failed]
+    return Plan(todo, {"already processed": len(done & objects.keys()), "failed before": len(failed & objects.keys())})
 
 
-def process_all(store: Store, executor: Executor, cfg: ProcessConfig, *, retry_all: bool = False,
-                flush_every_s: float = 10.0) -> Summary:
-    """Run the stage over every pending track on ``executor``; returns the summary."""
-    summary = Summary(STAGE)
+def claim_spec(store: Store, spec: FeatureSpec = SPEC) -> None:
+    """Make sure every feature in ``store`` is of ``spec``: write ``feature_spec.json`` when the
+    store has none (features from before the spec file are of version 1, the only one there
+    was), refuse in one line when it names another spec."""
+    if store.exists(layout.FEATURE_SPEC):
+        found = FeatureSpec.from_json(store.get_bytes(layout.FEATURE_SPEC), f"{store.describe()}/{layout.FEATURE_SPEC}")
+        try:
+            check_same(found, f"the features in {store.describe()}", spec)
+        except SpecMismatch as exc:
+            raise SpecMismatch(f"{exc}; process into another store, or remove features/ and {layout.FEATURE_SPEC} "
+                               "to recompute them all") from None
+        return
+    store.put_bytes(layout.FEATURE_SPEC, spec.to_json())
+    logger.info("feature spec v%d written to %s/%s", spec.version, store.describe(), layout.FEATURE_SPEC)
+
+
+def _outcome(item: tuple[str, str], result: TrackResult | BaseException) -> tuple[str | None, str]:
+    """Failure log reason and detail for a result of :func:`process_track` (None: success)."""
+    if isinstance(result, TrackResult):
+        return None, ""
+    if isinstance(result, TrackFailure):
+        return result.reason, result.detail
+    return "error", f"{type(result).__name__}: {result}"
+
+
+def process_all(store: Store, executor: Executor, cfg: ProcessConfig, *, retry_all: bool = False) -> Summary:
+    """Process every pending track of ``store`` on ``executor``; returns the summary."""
+    claim_spec(store)
     failures = FailureLog(store, STAGE)
-    todo, summary.skipped = plan(store, failures, retry_all)
     audio_seconds = 0.0
-    last_flush = time.monotonic()
-    for (track_id, _), result in run_items(executor, process_track, todo, store, cfg, desc=STAGE):
-        if isinstance(result, TrackResult):
-            summary.done += 1
-            audio_seconds += result.seconds
-            failures.clear(track_id)
-        else:
-            reason, detail = _describe(result)
-            summary.failed[reason] += 1
-            failures.add(track_id, reason, detail)
-        if time.monotonic() - last_flush > flush_every_s:
-            failures.flush()
-            last_flush = time.monotonic()
-    failures.flush()
-    elapsed = time.monotonic() - summary.started
-    summary.extra["audio"] = f"{audio_seconds / 3600:.2f} h"
+
+    def count(_: tuple[str, str], result: TrackResult) -> None:
+        nonlocal audio_seconds
+        audio_seconds += result.seconds
+
+    summary = run_plan(STAGE, plan(store, failures, retry_all), process_track, store, cfg, executor=executor,
+                       outcome=_outcome, item_id=lambda item: item[0], failures=failures, on_done=count)
+    summary.extra["audio"] = fmt_hours(audio_seconds)
     if summary.done:
-        summary.extra["speed"] = f"{audio_seconds / max(elapsed, 1e-9):.0f}x real time"
+        summary.extra["speed"] = fmt_speed(audio_seconds, summary.elapsed_s)
     return summary
 
 
-def _describe(exc: BaseException) -> tuple[str, str]:
-    """Failure log reason and detail for an exception raised by :func:`process_track`."""
-    if isinstance(exc, TrackFailure):
-        return exc.reason, exc.detail
-    return "error", f"{type(exc).__name__}: {exc}"
-
-
-def run_stage(cfg: Config, *, workers: int | None = None, retry_all: bool = False) -> Summary:
-    """The whole stage as the CLI runs it: open the store, start the executor, process."""
-    store = open_store(cfg)
+def run(cfg: Config, store: Store, *, workers: int | None = None, retry_all: bool = False) -> Summary:
+    """The stage: process every stored track not yet processed, one per core (``workers``,
+    default ``process.workers``; 0 = every core), on a local process pool or Dask."""
     n = workers if workers is not None else cfg.process.workers
     with make_executor(cfg, n if n > 0 else default_workers(), kind="process") as executor:
         return process_all(store, executor, cfg.process, retry_all=retry_all)
@@ -189,4 +193,4 @@ def run_stage(cfg: Config, *, workers: int | None = None, retry_all: bool = Fals
 
 def load_features(store: Store, track_id: str) -> np.ndarray:
     """A track's stored log-mel, float16 ``(128, F)`` (what the trainer reads)."""
-    return np.load(io.BytesIO(store.get_bytes(feature_key(track_id))), allow_pickle=False)
+    return np.load(io.BytesIO(store.get_bytes(layout.feature_key(track_id))), allow_pickle=False)

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from deepcurator import layout
 from deepcurator.errors import InputError
 from deepcurator.features import N_MELS, SLICE_FRAMES, STORED_DTYPE, n_slices
-from deepcurator.stages.process import feature_key
 from deepcurator.store import LocalStore, Store
 
 
@@ -47,7 +47,7 @@ def fetch_features(store: Store, versions: dict[str, str], cache_dir: Path | Non
     paths: dict[str, Path] = {}
     missing = []
     for youtube_id, tag in versions.items():
-        local = store.local_path(feature_key(youtube_id))
+        local = store.local_path(layout.feature_key(youtube_id))
         if local is not None:
             paths[youtube_id] = local
             continue
@@ -67,7 +67,7 @@ def fetch_features(store: Store, versions: dict[str, str], cache_dir: Path | Non
 
 def _fetch(store: Store, youtube_id: str, path: Path) -> None:
     """Download ``youtube_id``'s features to ``path`` and remove its other cached versions."""
-    store.get_file(feature_key(youtube_id), path)
+    store.get_file(layout.feature_key(youtube_id), path)
     for old in path.parent.glob(f"{glob.escape(youtube_id)}.*.npy"):
         if old != path:
             old.unlink(missing_ok=True)
@@ -77,7 +77,7 @@ def build_index(store: Store, tracks: pd.DataFrame, cache_dir: Path | None) -> p
     """The usable tracks among ``tracks`` (columns ``youtube_id``, ``label``, any others kept):
     those with stored features of at least one slice, with ``path`` (local file) and
     ``n_frames`` added, in the order of ``tracks``."""
-    stored = {k[len("features/"):-len(".npy")]: tag for k, tag in store.versions("features/").items()
+    stored = {layout.feature_id(k): tag for k, tag in store.versions(layout.FEATURES_PREFIX).items()
               if k.endswith(".npy")}
     tracks = tracks[tracks["youtube_id"].isin(stored)].reset_index(drop=True)
     if tracks.empty:

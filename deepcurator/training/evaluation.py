@@ -1,4 +1,4 @@
-"""Scoring a model: predictions at slice and track level and the metrics of DESIGN.md.
+"""Scoring a model: predictions at slice and track level and the metrics of the report (README, "Training and evaluation").
 
 A track's score is the mean of its slices' scores, exactly as the server computes it (the
 server reports it × 100; metrics use the 0..1 probability). The maths is in pure functions

@@ -1,4 +1,4 @@
-"""The CNN (DESIGN.md, "The model"), after Choi et al. 2016, in Keras 3.
+"""The CNN (docs/ARCHITECTURE.md, "The model"), after Choi et al. 2016, in Keras 3.
 
 Input: log-mel dB values, shape ``(batch, 128, 1291, 1)``; output: the probability that the
 track is "good", shape ``(batch, 1)``. Normalisation of the dB input is the first layer, so

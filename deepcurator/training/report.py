@@ -31,14 +31,12 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     Returns the metrics."""
     import keras
 
-    from deepcurator.training.loop import read_splits, run_train_config
-
-    tc = run_train_config(store, run_id)
+    tc = runs.read_train_config(store, run_id)
     state = runs.read_state(store, run_id) or {}
-    splits = read_splits(store, run_id)
+    splits = runs.read_splits(store, run_id)
     with scratch_dir("eval") as tmp:
-        store.get_file(runs.key(run_id, "model.keras"), Path(tmp) / "model.keras")
-        model = keras.saving.load_model(Path(tmp) / "model.keras")
+        store.get_file(runs.key(run_id, runs.MODEL), Path(tmp) / runs.MODEL)
+        model = keras.saving.load_model(Path(tmp) / runs.MODEL)
     index = build_index(store, splits, Path(cfg.train.cache_dir) if cfg.train.cache_dir else None)
     parts = {name: index[index["split"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
     items = {name: fixed_slices(part) for name, part in parts.items()}
