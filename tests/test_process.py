@@ -3,6 +3,8 @@ trainer/server equality of model inputs, and a kill -9 in the middle of a run.""
 
 from __future__ import annotations
 
+import io
+
 import json
 import os
 import shutil
@@ -21,11 +23,16 @@ from deepcurator import audio, features
 from deepcurator.config import Config
 from deepcurator.parallel import make_executor
 from deepcurator.layout import feature_key
-from deepcurator.stages.process import load_features, process_all, run
-from deepcurator.store import LocalStore, open_store
+from deepcurator.stages.process import process_all, run
+from deepcurator.store import LocalStore, Store, open_store
 
 from audio_fixtures import make_audio
 from conftest import cli_env, run_cli, write_config
+
+
+def load_features(store: Store, track_id: str) -> np.ndarray:
+    """A track's stored log-mel, float16 ``(128, F)``, read as the trainer reads it (np.load)."""
+    return np.load(io.BytesIO(store.get_bytes(feature_key(track_id))), allow_pickle=False)
 
 
 @pytest.fixture(scope="module")

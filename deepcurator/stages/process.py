@@ -189,8 +189,3 @@ def run(cfg: Config, store: Store, *, workers: int | None = None, retry_all: boo
     n = workers if workers is not None else cfg.process.workers
     with make_executor(cfg, n if n > 0 else default_workers(), kind="process") as executor:
         return process_all(store, executor, cfg.process, retry_all=retry_all)
-
-
-def load_features(store: Store, track_id: str) -> np.ndarray:
-    """A track's stored log-mel, float16 ``(128, F)`` (what the trainer reads)."""
-    return np.load(io.BytesIO(store.get_bytes(layout.feature_key(track_id))), allow_pickle=False)
