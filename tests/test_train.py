@@ -324,7 +324,7 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
 
     resumed = run_cli("--config", str(config_file), "train", "--resume", cwd=tmp_path, TMPDIR=str(temp))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming run k1 after epoch 1" in resumed.stdout
+    assert "resuming run k1 after epoch 1" in resumed.stderr  # a progress note: logged, not printed
     assert not list(temp.glob("deepcurator-*"))  # the killed run's scratch removed at the start, its own at the end
     state = json.loads(store.get_bytes("runs/k1/state.json"))
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3] and state["finished"]
