@@ -41,7 +41,7 @@ def stage_rate(url_template: str, ids: list[str], workers: int, work: Path) -> f
     store = open_store(cfg)
     store.put_bytes("labels.csv", ("youtube_id,label\n" + "".join(f"{i},1\n" for i in ids)).encode())
     started = time.perf_counter()
-    summary = download.run_stage(cfg, store)
+    summary = download.run(cfg, store)
     elapsed = time.perf_counter() - started
     assert summary.done == len(ids), summary.line()
     shutil.rmtree(store_dir)
