@@ -62,8 +62,8 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from deepcurator.stages import labels
     from deepcurator.features import model_input
+    from deepcurator.stages import labels
 
     # 1. generate
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -108,11 +108,12 @@ def main() -> None:
     print(f"slices: {len(X)} from {len(lab)} tracks")
 
     # 4. baseline
-    from deepcurator.training.baseline import band_stats
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from deepcurator.training.baseline import band_stats
 
     F = np.stack([band_stats(x) for x in X])  # the baseline's own features, per slice
     p = np.zeros(len(X))

@@ -38,9 +38,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audio_fixtures import make_audio  # noqa: E402
+from deepcurator import audio, features
 
-from deepcurator import audio, features  # noqa: E402
+from audio_fixtures import make_audio
 
 
 def librosa_path(path: Path, res_type: str) -> np.ndarray:

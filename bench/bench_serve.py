@@ -31,11 +31,11 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from audio_fixtures import make_audio  # noqa: E402
-
 from deepcurator import audio  # noqa: E402
 from deepcurator.demo.pipeline import free_port  # noqa: E402
 from deepcurator.demo.server_process import stop, wait_until_healthy  # noqa: E402
+
+from audio_fixtures import make_audio  # noqa: E402
 
 DURATIONS = (180, 195, 210, 225, 240, 255, 270, 285, 300)  # seconds: the load test's tracks
 
@@ -101,7 +101,7 @@ def single_requests(servers: dict[str, tuple[subprocess.Popen[bytes], str]], fiv
     decoding alone as a floor), so that both see the same background load."""
     times: dict[str, list[float]] = {name: [] for name in [*servers, "decode_alone"]}
     errors = dict.fromkeys(servers, 0)
-    cpu = {name: 0.0 for name in servers}
+    cpu = dict.fromkeys(servers, 0.0)
     for name, (_, url) in servers.items():
         upload(url, five)  # warm-up (each worker has warmed itself; this warms the OS caches)
     for _ in range(rounds):

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepcurator.features import N_MELS, SLICE_FRAMES  # noqa: E402
+from deepcurator.features import N_MELS, SLICE_FRAMES
 
 
 def forward_flops(model) -> int:  # noqa: ANN001
@@ -81,8 +81,8 @@ def main() -> None:
     import tensorflow as tf
 
     from deepcurator.training.data import build_index, make_dataset, training_slices
-    from deepcurator.training.model import build_model
     from deepcurator.training.loop import distribution, make_train_step
+    from deepcurator.training.model import build_model
 
     strategy = distribution()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,7 +95,7 @@ class DecodeTimeoutError(DecodeError):
     """Decoding ran past its time limit."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def ffmpeg_exe(explicit: str | None = None) -> str:
     """Path of the ffmpeg binary: ``explicit``, else ``$DEEPCURATOR_FFMPEG``, else imageio-ffmpeg's."""
     if explicit:

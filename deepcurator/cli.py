@@ -9,12 +9,12 @@ and a bad flag) are printed as one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import logging
 import importlib
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from deepcurator import __version__

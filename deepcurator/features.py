@@ -17,7 +17,7 @@ power, and the mel product restricted to the bins each group of bands covers.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import scipy.fft
@@ -56,7 +56,7 @@ _MEL_LOG_MEL = _MEL_LOG_HZ / _MEL_F_SP
 _MEL_LOG_STEP = np.log(6.4) / 27.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_basis(sr: int = SAMPLE_RATE) -> np.ndarray:
     """Slaney mel filterbank, float32, shape ``(128, 1 + n_fft // 2)``: triangles between
     128 + 2 points equally spaced in mel from 0 Hz to sr/2, each scaled by 2 / its width in
@@ -73,13 +73,13 @@ def mel_basis(sr: int = SAMPLE_RATE) -> np.ndarray:
     return weights
 
 
-@lru_cache(maxsize=None)
+@cache
 def _window() -> np.ndarray:
     """Periodic Hann window, float32, shape ``(n_fft,)``."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _band_groups(sr: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The mel basis cut into groups of bands, each with the range of bins it covers:
     ``(first band, end band, first bin, end bin, weights (bins, bands))``. The Slaney bands

@@ -7,11 +7,11 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
-def to_png(fig: "plt.Figure") -> bytes:
+def to_png(fig: plt.Figure) -> bytes:
     """Render ``fig`` to PNG bytes (no timestamp, so identical figures give identical bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})

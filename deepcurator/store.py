@@ -21,7 +21,7 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, IO, Any
+from typing import IO, Any, BinaryIO
 
 from deepcurator.config import Config, S3Config
 from deepcurator.errors import StoreError

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepcurator.demo import corpus as dc
-from deepcurator.stages import labels
 from deepcurator.audio import decode, ffmpeg_exe
+from deepcurator.demo import corpus as dc
 from deepcurator.demo.synth import SR, Faults, TrackSpec, render
+from deepcurator.stages import labels
+
 from tests.conftest import run_cli
 
 TRACKS = 6

@@ -171,7 +171,7 @@ def tree_rss_mb(proc: subprocess.Popen) -> float:
 
 
 @pytest.fixture(params=["flask", "gunicorn"])
-def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path  # noqa: F811
+def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path
                 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """The server as a user starts it, with its own temp folder."""
     tmp = tmp_path / "server-tmp"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepcurator.errors import InputError
 from deepcurator.config import LabelsConfig
+from deepcurator.errors import InputError
 from deepcurator.stages.labels import bayesian_rating, make_labels, minmax, score_items
 
 from conftest import run_cli, write_config

@@ -13,11 +13,9 @@ import pytest
 
 from deepcurator import audio, features
 from deepcurator.config import from_dict
-from deepcurator.errors import ConfigError
-from deepcurator.errors import TooLong
+from deepcurator.errors import ConfigError, TooLong
 from deepcurator.scores import aggregate
-from deepcurator.serving.scoring import (ModelSource, Scorer, TooShort, resolve_model,
-                                 score_file)
+from deepcurator.serving.scoring import ModelSource, Scorer, TooShort, resolve_model, score_file
 from deepcurator.store import open_store
 from deepcurator.stream import SliceStream
 

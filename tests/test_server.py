@@ -15,8 +15,8 @@ import requests
 from deepcurator import __version__, audio, features
 from deepcurator.config import from_dict
 from deepcurator.demo.pipeline import free_port
-from deepcurator.serving.app import create_app
 from deepcurator.demo.server_process import stop, wait_until_healthy
+from deepcurator.serving.app import create_app
 from deepcurator.store import open_store
 
 from conftest import cli_env, write_config

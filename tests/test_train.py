@@ -22,8 +22,8 @@ import pytest
 from deepcurator import config as config_mod
 from deepcurator import features
 from deepcurator.errors import InputError
-from deepcurator.training.splits import class_balance, make_splits
 from deepcurator.store import LocalStore, open_store
+from deepcurator.training.splits import class_balance, make_splits
 
 from conftest import cli_env, make_s3_config, run_cli, write_config
 from train_fixtures import make_features, put_dataset
@@ -185,8 +185,8 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
 def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
     import keras
 
-    from deepcurator.training.model import build_model
     from deepcurator.training.loop import export_model
+    from deepcurator.training.model import build_model
 
     x = np.concatenate([features.model_input(S) for S, _ in list(feats.values())[:6]])
     y = np.array([lab for S, lab in list(feats.values())[:6] for _ in range(features.n_slices(S.shape[1]))], np.float32)

@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator import runs
-    from deepcurator.training.report import evaluate_run
     from deepcurator.store import open_store
+    from deepcurator.training.report import evaluate_run
 
     store = open_store(cfg)
     run_id = runs.resolve(store, args.run)

@@ -227,7 +227,7 @@ def url_template(corpus_dir: str | os.PathLike[str]) -> str:
 
 # --- pictures -----------------------------------------------------------------------------
 
-def contrast_pair(truth: "pd.DataFrame") -> tuple["pd.Series", "pd.Series"]:  # noqa: F821
+def contrast_pair(truth: pd.DataFrame) -> tuple[pd.Series, pd.Series]:  # noqa: F821
     """The highest-q track, and the lowest-q track among those with at least two of the faults
     one can see in a spectrogram (hiss, muddy, clipping), else the lowest-q track."""
     ranked = truth.sort_values(["q", "youtube_id"])

@@ -15,9 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -169,7 +169,7 @@ def run_demo(s: DemoSettings, report: Report) -> int:
 
     track = metrics.get("test", {}).get("track", {})
     baseline = metrics.get("baseline", {}).get("test", {}).get("track", {})
-    report("\n\033[1mDemo finished\033[0m in {:.0f} s".format(time.monotonic() - started))
+    report(f"\n\033[1mDemo finished\033[0m in {time.monotonic() - started:.0f} s")
     report(f"  test split, track level: ROC-AUC {track.get('roc_auc', float('nan')):.3f} "
           f"(baseline, logistic regression on band statistics: {baseline.get('roc_auc', float('nan')):.3f})")
     report(f"  model card: {run_dir / 'MODEL_CARD.md'}")

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -27,9 +27,9 @@ import numpy as np
 from deepcurator import features, runs
 from deepcurator.config import Config
 from deepcurator.errors import ConfigError, InputError, StoreError, TooLong
+from deepcurator.features import N_MELS, SLICE_FRAMES
 from deepcurator.scores import AGGREGATIONS, aggregate, label_of
 from deepcurator.spec import SPEC, FeatureSpec, check_same, read_from_model
-from deepcurator.features import N_MELS, SLICE_FRAMES
 from deepcurator.stream import SLICE_SAMPLES
 
 logger = logging.getLogger(__name__)

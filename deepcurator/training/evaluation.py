@@ -62,7 +62,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     gaps = np.abs(np.subtract(curve["fraction_good"], curve["mean_score"]))
     ece = round(float(np.sum(gaps * curve["count"]) / max(1, len(y))), 6)
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "n_good": int(y.sum()),
         "accuracy": float(np.mean((p >= threshold) == y)) if len(y) else None,
         "roc_auc": float(roc_auc_score(y, p)) if both else None,

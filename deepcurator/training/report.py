@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 
 from deepcurator import plots, runs
-
-from deepcurator.training import baseline
 from deepcurator.config import Config
+from deepcurator.scratch import scratch_dir
+from deepcurator.store import Store
+from deepcurator.training import baseline
 from deepcurator.training.data import build_index, fixed_slices
 from deepcurator.training.evaluation import level_metrics, level_scores, predict, track_scores
-from deepcurator.scratch import scratch_dir
 from deepcurator.training.splits import class_balance
-from deepcurator.store import Store
 
 
 def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:

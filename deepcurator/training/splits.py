@@ -147,5 +147,5 @@ def class_balance(splits: pd.DataFrame) -> dict[str, dict[str, int]]:
     for name in SPLITS:
         part = splits[splits["split"] == name]
         good = int((part["label"] == 1).sum())
-        out[name] = {"tracks": int(len(part)), "good": good, "not_good": int(len(part)) - good}
+        out[name] = {"tracks": len(part), "good": good, "not_good": len(part) - good}
     return out
