@@ -69,13 +69,15 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "deepcurator", "demo-corpus", "--out", str(args.out), "--tracks", str(args.tracks),
-                    "--seed", str(args.seed), "--workers", str(args.workers)], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "deepcurator", "demo-corpus", "--out", str(args.out),
+                    "--tracks", str(args.tracks), "--seed", str(args.seed), "--workers", str(args.workers)],
+                   env=env, check=True)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     size = sum(p.stat().st_size for p in (args.out / "tracks").iterdir())
-    print(f"generate: {args.tracks} tracks in {wall:.1f} s wall, {cpu:.1f} s CPU ({args.workers} workers), {size / 1e6:.0f} MB")
+    print(f"generate: {args.tracks} tracks in {wall:.1f} s wall, {cpu:.1f} s CPU ({args.workers} workers), "
+          f"{size / 1e6:.0f} MB")
 
     # 2. labels
     truth = pd.read_csv(args.out / "truth.csv", dtype={"youtube_id": str})
@@ -97,13 +99,13 @@ def main() -> None:
         mels = list(pool.map(track_logmel, paths, chunksize=4))
     print(f"features: {len(mels)} tracks in {time.monotonic() - t0:.1f} s")
     xs, ids = [], []
-    for yid, S in zip(lab["youtube_id"], mels):
+    for yid, S in zip(lab["youtube_id"], mels, strict=True):
         x = model_input(S)
         xs.append(x)
         ids += [yid] * len(x)
     X = np.concatenate(xs)
     ids_arr = np.array(ids)
-    y_track = dict(zip(lab["youtube_id"], lab["label"].astype(int)))
+    y_track = dict(zip(lab["youtube_id"], lab["label"].astype(int), strict=True))
     y = np.array([y_track[i] for i in ids], dtype=np.float32)
     print(f"slices: {len(X)} from {len(lab)} tracks")
 
@@ -120,7 +122,8 @@ def main() -> None:
     for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(F, y, ids_arr):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(F[tr], y[tr])
         p[te] = clf.predict_proba(F[te])[:, 1]
-    print(f"baseline: logistic regression on per-band mean/std, 5-fold by track: track ROC-AUC {track_auc(y_track, ids_arr, p):.3f}")
+    print(f"baseline: logistic regression on per-band mean/std, 5-fold by track: "
+          f"track ROC-AUC {track_auc(y_track, ids_arr, p):.3f}")
 
     # 5. CNN
     import keras
@@ -146,7 +149,8 @@ def main() -> None:
             secs.append(time.monotonic() - t0)
             pv = model.predict(X[~is_train], batch_size=64, verbose=0)[:, 0]
             aucs.append(track_auc(y_track, ids_arr[~is_train], pv))
-            print(f"cnn seed {train_seed} epoch {epoch + 1}: held-out track ROC-AUC {aucs[-1]:.3f} ({secs[-1]:.1f} s)", flush=True)
+            print(f"cnn seed {train_seed} epoch {epoch + 1}: held-out track ROC-AUC {aucs[-1]:.3f} "
+                  f"({secs[-1]:.1f} s)", flush=True)
         print(f"cnn seed {train_seed}: width {args.width}, {int(is_train.sum())} train slices "
               f"({len(train_ids)} tracks), {int((~is_train).sum())} held-out slices; best {max(aucs):.3f} at epoch "
               f"{int(np.argmax(aucs)) + 1}, last {aucs[-1]:.3f}; {np.median(secs):.1f} s/epoch")

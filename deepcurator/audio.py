@@ -126,8 +126,8 @@ def decode_command(
            "-i", "file:" + os.path.abspath(path)]
     if max_duration is not None:
         cmd += ["-t", f"{max_duration:.3f}"]
-    return cmd + ["-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX},{_REGROUP}",
-                  "-f", "f32le", "-c:a", "pcm_f32le", "-"]
+    return [*cmd, "-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX},{_REGROUP}",
+            "-f", "f32le", "-c:a", "pcm_f32le", "-"]
 
 
 def decoder_for(path: str | os.PathLike[str]) -> str:
@@ -329,7 +329,8 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
             lines = err.read().decode(errors="replace").strip().splitlines()
             if any("not on whitelist" in line for line in lines):
                 raise DecodeError(f"cannot decode {name}: not an audio file (its format is not an audio container)")
-            raise DecodeError(f"cannot decode {name}: {lines[-1] if lines else f'ffmpeg exited with {proc.returncode}'}")
+            reason = lines[-1] if lines else f"ffmpeg exited with {proc.returncode}"
+            raise DecodeError(f"cannot decode {name}: {reason}")
 
 
 def widen_pipe(fd: int) -> None:

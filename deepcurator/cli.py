@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deepcurator {args.command}: interrupted; rerun to resume", file=sys.stderr)
         return 130
-    except Exception:  # a bug, not bad input: show it all, then exit for sure
+    except Exception:  # noqa: BLE001 - a bug, not bad input: show it all, then exit for sure
         traceback.print_exc()
         print(f"deepcurator {args.command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
         sys.stdout.flush()

@@ -41,7 +41,8 @@ def hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
     linear = f / _MEL_F_SP
-    return np.where(f >= _MEL_LOG_HZ, _MEL_LOG_MEL + np.log(np.maximum(f, 1e-300) / _MEL_LOG_HZ) / _MEL_LOG_STEP, linear)
+    return np.where(f >= _MEL_LOG_HZ, _MEL_LOG_MEL + np.log(np.maximum(f, 1e-300) / _MEL_LOG_HZ) / _MEL_LOG_STEP,
+                    linear)
 
 
 def mel_to_hz(m: np.ndarray) -> np.ndarray:

@@ -148,7 +148,7 @@ def _decode(blocks: Iterator[np.ndarray], samples: queue.Queue[object], stop: th
             if stop.is_set():
                 break
             samples.put(block)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
         samples.put(exc)
     finally:
         blocks.close()  # type: ignore[attr-defined]  # stops the decoder if it is still running

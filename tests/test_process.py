@@ -103,7 +103,8 @@ def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str,
     for i in range(n):
         store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
 
-    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process", "--workers", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process",
+                             "--workers", "1"],
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -164,7 +165,8 @@ def test_workers_and_resource_tracker_exit_when_the_stage_is_killed(tmp_path: Pa
     store = LocalStore(tmp_path / "data")
     for i in range(n):
         store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
-    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process", "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process",
+                             "--workers", "2"],
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children: list[psutil.Process] = []
     try:
