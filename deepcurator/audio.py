@@ -309,10 +309,10 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
 
         timer = threading.Timer(max(deadline - time.monotonic(), 0.0), kill) if deadline is not None else None
         try:
-            widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
+            widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]  # stdout=PIPE: never None
             if timer is not None:
                 timer.start()
-            while data := proc.stdout.read(_PIPE_READ):  # type: ignore[union-attr]
+            while data := proc.stdout.read(_PIPE_READ):  # type: ignore[union-attr]  # stdout=PIPE: never None
                 yield np.frombuffer(data, dtype=np.float32)
             proc.wait()
         finally:
@@ -321,7 +321,7 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
             if proc.poll() is None:  # the consumer stopped early, or an error
                 proc.kill()
                 proc.wait()
-            proc.stdout.close()  # type: ignore[union-attr]
+            proc.stdout.close()  # type: ignore[union-attr]  # stdout=PIPE: never None
         if timed_out.is_set():
             raise DecodeTimeoutError(f"decoding {name} took longer than {timeout:g} s")
         if proc.returncode != 0:

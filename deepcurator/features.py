@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -37,7 +38,7 @@ _BLOCK = 256  # frames per FFT block: 2 MiB of windowed samples, stays in cache
 _BAND_GROUP = 16  # mel bands per matrix product (their bins are contiguous)
 
 
-def hz_to_mel(f: np.ndarray) -> np.ndarray:
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
     linear = f / _MEL_F_SP
@@ -157,6 +158,6 @@ def model_input(S: np.ndarray) -> np.ndarray:
     return slices(quantize(S)).astype(np.float32)[..., None]
 
 
-def file_logmel(path: str | os.PathLike[str], **decode_kwargs: object) -> np.ndarray:
+def file_logmel(path: str | os.PathLike[str], **decode_kwargs: Any) -> np.ndarray:
     """Decode an audio file and compute its log-mel, float32 ``(128, F)``."""
     return logmel(decode(path, **decode_kwargs))

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tqdm import tqdm
 
@@ -60,8 +60,10 @@ def make_executor(cfg: Config, workers: int, kind: str = "process") -> Iterator[
     if kind == "thread":
         pool: Executor = ThreadPoolExecutor(max_workers=workers)
     else:
+        # _StartedByMainThread() arrives in the worker as the bool _die_with_parent takes (its __reduce__).
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_die_with_parent, initargs=(os.getpid(), _StartedByMainThread()))
+                                   initializer=_die_with_parent,
+                                   initargs=(os.getpid(), cast(bool, _StartedByMainThread())))
     with pool:
         yield pool
 

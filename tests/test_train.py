@@ -274,9 +274,9 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
 
 def _close(a: object, b: object) -> bool:
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)  # type: ignore[union-attr]
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)  # type: ignore[union-attr]  # b: the same JSON shape as a
     if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]  # b: a list too
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= 1e-6
     return a == b
@@ -309,7 +309,7 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
 
     def watch() -> None:  # tqdm's progress: "epoch 2/3:  33%|...| 2/6" means a step of epoch 2 is done
         assert proc.stderr is not None
-        for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]  # the assert does not narrow in a lambda
             seen.write(chunk.decode(errors="replace"))
             if re.search(r"epoch 2/3:.*\| [1-9]\d*/\d+ \[", seen.getvalue()):
                 mid_epoch_2.set()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -150,7 +151,7 @@ def note(length: int, hz: float, *, wave: str, decay: float, release: float, cut
 
 
 def voice(n: int, onsets: np.ndarray, lengths: np.ndarray, freqs: np.ndarray, gain: float,
-          **timbre: object) -> np.ndarray:
+          **timbre: Any) -> np.ndarray:
     """Notes added into a silent buffer, float32 shape ``(n,)``.
 
     ``onsets``/``lengths`` in samples, ``freqs`` in Hz, ``gain`` linear; ``timbre`` goes to

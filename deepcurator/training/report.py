@@ -47,7 +47,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     base = {name: level_scores(lr.predict_proba(stats[name])[:, 1], items[name], parts[name])
             for name in ("val", "test")}
 
-    metrics = {
+    metrics: dict[str, Any] = {
         "run_id": run_id,
         "model": {"width": tc.width, "params": int(model.count_params())},
         "data": {"class_balance": class_balance(splits),
