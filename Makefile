@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup lock clean
+.PHONY: demo test lint setup lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/deepcurator demo $(DEMO_ARGS)
 
-test: setup
+# Lint and type errors fail the build: `make test` runs `make lint` first.
+lint: setup
+	$(VENV)/bin/ruff check deepcurator tests bench
+	$(VENV)/bin/mypy
+
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Re-pin the dependencies (needs pip-tools); the lock names no index and no machine path.

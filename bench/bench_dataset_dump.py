@@ -95,7 +95,7 @@ def child(mode: str, path: str) -> None:
     kept = records = 0
     if mode.startswith("stream"):
         if mode == "stream-all":  # no byte pre-test: every record parsed, as the other two do
-            keep.may_keep = lambda chunk: None  # type: ignore[method-assign]
+            keep.may_keep = lambda chunk: None  # type: ignore[method-assign]  # this mode: no byte pre-test
         counts: dict[str, int] = {}
         kept = sum(1 for _ in scan(path, keep, counts))
         records = counts["records"]

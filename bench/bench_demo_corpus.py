@@ -62,20 +62,22 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from deepcurator.stages import labels
     from deepcurator.features import model_input
+    from deepcurator.stages import labels
 
     # 1. generate
     env = dict(os.environ, PYTHONPATH=str(REPO))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "deepcurator", "demo-corpus", "--out", str(args.out), "--tracks", str(args.tracks),
-                    "--seed", str(args.seed), "--workers", str(args.workers)], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "deepcurator", "demo-corpus", "--out", str(args.out),
+                    "--tracks", str(args.tracks), "--seed", str(args.seed), "--workers", str(args.workers)],
+                   env=env, check=True)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     size = sum(p.stat().st_size for p in (args.out / "tracks").iterdir())
-    print(f"generate: {args.tracks} tracks in {wall:.1f} s wall, {cpu:.1f} s CPU ({args.workers} workers), {size / 1e6:.0f} MB")
+    print(f"generate: {args.tracks} tracks in {wall:.1f} s wall, {cpu:.1f} s CPU ({args.workers} workers), "
+          f"{size / 1e6:.0f} MB")
 
     # 2. labels
     truth = pd.read_csv(args.out / "truth.csv", dtype={"youtube_id": str})
@@ -97,29 +99,31 @@ def main() -> None:
         mels = list(pool.map(track_logmel, paths, chunksize=4))
     print(f"features: {len(mels)} tracks in {time.monotonic() - t0:.1f} s")
     xs, ids = [], []
-    for yid, S in zip(lab["youtube_id"], mels):
+    for yid, S in zip(lab["youtube_id"], mels, strict=True):
         x = model_input(S)
         xs.append(x)
         ids += [yid] * len(x)
     X = np.concatenate(xs)
     ids_arr = np.array(ids)
-    y_track = dict(zip(lab["youtube_id"], lab["label"].astype(int)))
+    y_track = dict(zip(lab["youtube_id"], lab["label"].astype(int), strict=True))
     y = np.array([y_track[i] for i in ids], dtype=np.float32)
     print(f"slices: {len(X)} from {len(lab)} tracks")
 
     # 4. baseline
-    from deepcurator.training.baseline import band_stats
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from deepcurator.training.baseline import band_stats
 
     F = np.stack([band_stats(x) for x in X])  # the baseline's own features, per slice
     p = np.zeros(len(X))
     for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=0).split(F, y, ids_arr):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(F[tr], y[tr])
         p[te] = clf.predict_proba(F[te])[:, 1]
-    print(f"baseline: logistic regression on per-band mean/std, 5-fold by track: track ROC-AUC {track_auc(y_track, ids_arr, p):.3f}")
+    print(f"baseline: logistic regression on per-band mean/std, 5-fold by track: "
+          f"track ROC-AUC {track_auc(y_track, ids_arr, p):.3f}")
 
     # 5. CNN
     import keras
@@ -145,7 +149,8 @@ def main() -> None:
             secs.append(time.monotonic() - t0)
             pv = model.predict(X[~is_train], batch_size=64, verbose=0)[:, 0]
             aucs.append(track_auc(y_track, ids_arr[~is_train], pv))
-            print(f"cnn seed {train_seed} epoch {epoch + 1}: held-out track ROC-AUC {aucs[-1]:.3f} ({secs[-1]:.1f} s)", flush=True)
+            print(f"cnn seed {train_seed} epoch {epoch + 1}: held-out track ROC-AUC {aucs[-1]:.3f} "
+                  f"({secs[-1]:.1f} s)", flush=True)
         print(f"cnn seed {train_seed}: width {args.width}, {int(is_train.sum())} train slices "
               f"({len(train_ids)} tracks), {int((~is_train).sum())} held-out slices; best {max(aucs):.3f} at epoch "
               f"{int(np.argmax(aucs)) + 1}, last {aucs[-1]:.3f}; {np.median(secs):.1f} s/epoch")

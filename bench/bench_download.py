@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepcurator import config  # noqa: E402
-
+from deepcurator import config
+from deepcurator.audio import ffmpeg_exe
 from deepcurator.stages import download
-from deepcurator.audio import ffmpeg_exe  # noqa: E402
-from deepcurator.store import open_store  # noqa: E402
-from tests.audio_fixtures import make_audio  # noqa: E402
-from tests.audio_server import AudioServer  # noqa: E402
+from deepcurator.store import open_store
+
+from tests.audio_fixtures import make_audio
+from tests.audio_server import AudioServer
 
 
 def stage_rate(url_template: str, ids: list[str], workers: int, work: Path) -> float:

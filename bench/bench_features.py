@@ -38,9 +38,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audio_fixtures import make_audio  # noqa: E402
+from deepcurator import audio, features
 
-from deepcurator import audio, features  # noqa: E402
+from audio_fixtures import make_audio
 
 
 def librosa_path(path: Path, res_type: str) -> np.ndarray:
@@ -112,7 +112,7 @@ def bench_stage(path: Path, n_tracks: int) -> None:
             cfg = Config()
             with make_executor(cfg, workers) as executor:
                 executor.submit(features.n_frames, 0).result()  # start one worker before timing
-                wall, _ = measure(lambda: process_all(store, executor, cfg.process))
+                wall, _ = measure(lambda: process_all(store, executor, cfg.process))  # noqa: B023 - called at once, in this iteration
         base = base or wall
         print(f"| {workers} | {wall:.2f} | {n_tracks / wall:.2f} | {base / wall:.2f}x |")
 

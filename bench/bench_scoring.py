@@ -32,11 +32,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
 
-from bench_serve import corpus, full_model  # noqa: E402
+from deepcurator import audio, features  # noqa: E402 - once sys.path holds the repository
+from deepcurator.serving.scoring import ModelSource, Scorer, score_file  # noqa: E402 - once sys.path holds the repository
+from deepcurator.stream import SliceStream  # noqa: E402 - once sys.path holds the repository
 
-from deepcurator import audio, features  # noqa: E402
-from deepcurator.serving.scoring import ModelSource, Scorer, score_file  # noqa: E402
-from deepcurator.stream import SliceStream  # noqa: E402
+from bench_serve import corpus, full_model  # noqa: E402 - once sys.path holds the repository
 
 
 def strategies(scorer: Scorer, path: Path) -> dict[str, Callable[[], np.ndarray]]:

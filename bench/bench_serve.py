@@ -31,11 +31,11 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from audio_fixtures import make_audio  # noqa: E402
+from deepcurator import audio  # noqa: E402 - once sys.path holds the repository
+from deepcurator.demo.pipeline import free_port  # noqa: E402 - once sys.path holds the repository
+from deepcurator.demo.server_process import stop, wait_until_healthy  # noqa: E402 - once sys.path holds the repository
 
-from deepcurator import audio  # noqa: E402
-from deepcurator.demo.pipeline import free_port  # noqa: E402
-from deepcurator.demo.server_process import stop, wait_until_healthy  # noqa: E402
+from audio_fixtures import make_audio  # noqa: E402 - once sys.path holds the repository
 
 DURATIONS = (180, 195, 210, 225, 240, 255, 270, 285, 300)  # seconds: the load test's tracks
 
@@ -86,7 +86,8 @@ def upload(url: str, path: Path) -> tuple[float, int]:
 
 def server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
     """CPU seconds (user + system) used so far by the server's workers and their finished
-    children (ffmpeg, for formats other than mp3): a figure other load on the machine does not inflate, unlike latency."""
+    children (ffmpeg, for formats other than mp3): a figure other load on the machine does not
+    inflate, unlike latency."""
     import psutil
 
     total = 0.0
@@ -96,13 +97,14 @@ def server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
     return total
 
 
-def single_requests(servers: dict[str, tuple[subprocess.Popen[bytes], str]], five: Path, rounds: int) -> dict[str, dict]:
+def single_requests(servers: dict[str, tuple[subprocess.Popen[bytes], str]], five: Path,
+                    rounds: int) -> dict[str, dict]:
     """One 5-minute upload at a time, the servers taking turns round after round (with
     decoding alone as a floor), so that both see the same background load."""
     times: dict[str, list[float]] = {name: [] for name in [*servers, "decode_alone"]}
     errors = dict.fromkeys(servers, 0)
-    cpu = {name: 0.0 for name in servers}
-    for name, (_, url) in servers.items():
+    cpu = dict.fromkeys(servers, 0.0)
+    for _name, (_, url) in servers.items():
         upload(url, five)  # warm-up (each worker has warmed itself; this warms the OS caches)
     for _ in range(rounds):
         started = time.perf_counter()
@@ -183,10 +185,12 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| 5-min mp3, one request at a time, p50 ({args.rounds} rounds, taking turns) | {so['p50_s']:.2f} s "
           f"| {sg['p50_s']:.2f} s | {sg['p50_s'] / so['p50_s']:.1f}x |")
-    print(f"| same, best of {args.rounds} | {so['min_s']:.2f} s | {sg['min_s']:.2f} s | {sg['min_s'] / so['min_s']:.1f}x |")
-    print(f"| decoding alone of that mp3 (audio.decode), p50, same rounds | {single['decode_alone']['p50_s']:.2f} s | | |")
-    print(f"| server CPU time per 5-min request (user+sys, decoding included) | {so['cpu_s']:.2f} s | {sg['cpu_s']:.2f} s "
-          f"| {sg['cpu_s'] / so['cpu_s']:.1f}x |")
+    print(f"| same, best of {args.rounds} | {so['min_s']:.2f} s | {sg['min_s']:.2f} s "
+          f"| {sg['min_s'] / so['min_s']:.1f}x |")
+    print(f"| decoding alone of that mp3 (audio.decode), p50, same rounds "
+          f"| {single['decode_alone']['p50_s']:.2f} s | | |")
+    print(f"| server CPU time per 5-min request (user+sys, decoding included) | {so['cpu_s']:.2f} s "
+          f"| {sg['cpu_s']:.2f} s | {sg['cpu_s'] / so['cpu_s']:.1f}x |")
     print(f"| load test: uploads of 3-5 min mp3s at concurrency {args.concurrency} | {ours['uploads']} "
           f"| {orig['uploads']} | |")
     print(f"| errors | {ours['errors'] + so['errors']} | {orig['errors'] + sg['errors']} | |")

@@ -18,16 +18,21 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepcurator.features import N_MELS, SLICE_FRAMES  # noqa: E402
+from deepcurator.features import N_MELS, SLICE_FRAMES
+
+if TYPE_CHECKING:
+    from deepcurator.store import LocalStore
 
 
-def forward_flops(model) -> int:  # noqa: ANN001
+def forward_flops(model: Any) -> int:
     """Multiply-adds × 2 of the convolutions and dense layers for one slice (the rest is <1 %)."""
     flops = 0
     for layer in model.layers:
@@ -42,7 +47,7 @@ def forward_flops(model) -> int:  # noqa: ANN001
     return int(flops)
 
 
-def make_store(root: Path, tracks: int, frames: int, seed: int = 0):  # noqa: ANN201
+def make_store(root: Path, tracks: int, frames: int, seed: int = 0) -> LocalStore:
     """A local store with ``tracks`` random float16 log-mels ``(128, frames)`` and labels."""
     from deepcurator.store import LocalStore
 
@@ -59,7 +64,7 @@ def make_store(root: Path, tracks: int, frames: int, seed: int = 0):  # noqa: AN
     return store
 
 
-def timed(step, it) -> float:  # noqa: ANN001
+def timed(step: Callable[[Any, Any], tuple[Any, Any]], it: Iterator[tuple[Any, Any]]) -> float:
     """Seconds for one training step on the next batch of iterator ``it`` (read included)."""
     started = time.perf_counter()
     x, y = next(it)
@@ -72,7 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per mode, alternating (after 2 warm-up steps each)")
+    parser.add_argument("--steps", type=int, default=6,
+                        help="timed steps per mode, alternating (after 2 warm-up steps each)")
     parser.add_argument("--tracks", type=int, default=24)
     args = parser.parse_args()
 
@@ -81,8 +87,8 @@ def main() -> None:
     import tensorflow as tf
 
     from deepcurator.training.data import build_index, make_dataset, training_slices
-    from deepcurator.training.model import build_model
     from deepcurator.training.loop import distribution, make_train_step
+    from deepcurator.training.model import build_model
 
     strategy = distribution()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -104,12 +110,14 @@ def main() -> None:
     in_memory, from_store = args.batch / np.median(times, axis=0)
     flops = forward_flops(model)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"device: {'GPU x%d' % strategy.num_replicas_in_sync if tf.config.list_physical_devices('GPU') else 'CPU'}, "
+    device = f"GPU x{strategy.num_replicas_in_sync}" if tf.config.list_physical_devices("GPU") else "CPU"
+    print(f"device: {device}, "
           f"width {args.width}, batch {args.batch}, {args.steps} timed steps per mode")
     print(f"(b) in-memory tensors : {in_memory:.2f} slices/s (median step)")
     print(f"(a) tf.data from store: {from_store:.2f} slices/s = {100 * from_store / in_memory:.0f} % of (b)")
     print(f"forward FLOPs per slice: {flops / 1e9:.3f} GFLOP; training (~3x forward) achieved "
-          f"{3 * flops * from_store / 1e9:.1f} GFLOP/s (pipeline), {3 * flops * in_memory / 1e9:.1f} GFLOP/s (in memory)")
+          f"{3 * flops * from_store / 1e9:.1f} GFLOP/s (pipeline), "
+          f"{3 * flops * in_memory / 1e9:.1f} GFLOP/s (in memory)")
     print(f"peak RSS of this process: {peak_gb:.2f} GiB")
 
 

@@ -13,14 +13,14 @@ import tempfile
 import keras
 import librosa
 import numpy as np
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 model = keras.saving.load_model(os.environ["BENCH_MODEL"], compile=False)
 app = Flask(__name__)
 
 
 @app.post("/predict")
-def predict():  # noqa: ANN201
+def predict() -> Response:
     with tempfile.NamedTemporaryFile(suffix=".mp3") as tmp:
         request.files["audio"].save(tmp.name)
         y, sr = librosa.load(tmp.name, sr=22050, res_type="kaiser_fast")
@@ -32,5 +32,5 @@ def predict():  # noqa: ANN201
 
 
 @app.get("/health")
-def health():  # noqa: ANN201
+def health() -> Response:
     return jsonify({"status": "ok"})

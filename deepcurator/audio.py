@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,7 +95,7 @@ class DecodeTimeoutError(DecodeError):
     """Decoding ran past its time limit."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def ffmpeg_exe(explicit: str | None = None) -> str:
     """Path of the ffmpeg binary: ``explicit``, else ``$DEEPCURATOR_FFMPEG``, else imageio-ffmpeg's."""
     if explicit:
@@ -126,8 +126,8 @@ def decode_command(
            "-i", "file:" + os.path.abspath(path)]
     if max_duration is not None:
         cmd += ["-t", f"{max_duration:.3f}"]
-    return cmd + ["-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX},{_REGROUP}",
-                  "-f", "f32le", "-c:a", "pcm_f32le", "-"]
+    return [*cmd, "-map", "0:a:0", "-af", f"aresample={sr}:resampler=soxr:{_MEAN_DOWNMIX},{_REGROUP}",
+            "-f", "f32le", "-c:a", "pcm_f32le", "-"]
 
 
 def decoder_for(path: str | os.PathLike[str]) -> str:
@@ -309,10 +309,10 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
 
         timer = threading.Timer(max(deadline - time.monotonic(), 0.0), kill) if deadline is not None else None
         try:
-            widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]
+            widen_pipe(proc.stdout.fileno())  # type: ignore[union-attr]  # stdout=PIPE: never None
             if timer is not None:
                 timer.start()
-            while data := proc.stdout.read(_PIPE_READ):  # type: ignore[union-attr]
+            while data := proc.stdout.read(_PIPE_READ):  # type: ignore[union-attr]  # stdout=PIPE: never None
                 yield np.frombuffer(data, dtype=np.float32)
             proc.wait()
         finally:
@@ -321,7 +321,7 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
             if proc.poll() is None:  # the consumer stopped early, or an error
                 proc.kill()
                 proc.wait()
-            proc.stdout.close()  # type: ignore[union-attr]
+            proc.stdout.close()  # type: ignore[union-attr]  # stdout=PIPE: never None
         if timed_out.is_set():
             raise DecodeTimeoutError(f"decoding {name} took longer than {timeout:g} s")
         if proc.returncode != 0:
@@ -329,7 +329,8 @@ def _ffmpeg_blocks(path: str | os.PathLike[str], sr: int, name: str, deadline: f
             lines = err.read().decode(errors="replace").strip().splitlines()
             if any("not on whitelist" in line for line in lines):
                 raise DecodeError(f"cannot decode {name}: not an audio file (its format is not an audio container)")
-            raise DecodeError(f"cannot decode {name}: {lines[-1] if lines else f'ffmpeg exited with {proc.returncode}'}")
+            reason = lines[-1] if lines else f"ffmpeg exited with {proc.returncode}"
+            raise DecodeError(f"cannot decode {name}: {reason}")
 
 
 def widen_pipe(fd: int) -> None:

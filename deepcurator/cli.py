@@ -9,12 +9,12 @@ and a bad flag) are printed as one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import logging
 import importlib
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from deepcurator import __version__
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deepcurator {args.command}: interrupted; rerun to resume", file=sys.stderr)
         return 130
-    except Exception:  # a bug, not bad input: show it all, then exit for sure
+    except Exception:  # noqa: BLE001 - a bug, not bad input: show it all, then exit for sure
         traceback.print_exc()
         print(f"deepcurator {args.command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
         sys.stdout.flush()

@@ -229,7 +229,7 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
             return float(value)
-    elif hint is str:
+    elif hint is str:  # noqa: SIM102 - the same shape as the branches above
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     raise ConfigError(f"config key '{where}' must be {_TYPE_NAMES.get(hint, hint)}, got {shown(where, value)}")

@@ -17,7 +17,8 @@ power, and the mel product restricted to the bins each group of bands covers.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -37,11 +38,12 @@ _BLOCK = 256  # frames per FFT block: 2 MiB of windowed samples, stays in cache
 _BAND_GROUP = 16  # mel bands per matrix product (their bins are contiguous)
 
 
-def hz_to_mel(f: np.ndarray) -> np.ndarray:
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
     linear = f / _MEL_F_SP
-    return np.where(f >= _MEL_LOG_HZ, _MEL_LOG_MEL + np.log(np.maximum(f, 1e-300) / _MEL_LOG_HZ) / _MEL_LOG_STEP, linear)
+    return np.where(f >= _MEL_LOG_HZ, _MEL_LOG_MEL + np.log(np.maximum(f, 1e-300) / _MEL_LOG_HZ) / _MEL_LOG_STEP,
+                    linear)
 
 
 def mel_to_hz(m: np.ndarray) -> np.ndarray:
@@ -56,7 +58,7 @@ _MEL_LOG_MEL = _MEL_LOG_HZ / _MEL_F_SP
 _MEL_LOG_STEP = np.log(6.4) / 27.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_basis(sr: int = SAMPLE_RATE) -> np.ndarray:
     """Slaney mel filterbank, float32, shape ``(128, 1 + n_fft // 2)``: triangles between
     128 + 2 points equally spaced in mel from 0 Hz to sr/2, each scaled by 2 / its width in
@@ -73,13 +75,13 @@ def mel_basis(sr: int = SAMPLE_RATE) -> np.ndarray:
     return weights
 
 
-@lru_cache(maxsize=None)
+@cache
 def _window() -> np.ndarray:
     """Periodic Hann window, float32, shape ``(n_fft,)``."""
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _band_groups(sr: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The mel basis cut into groups of bands, each with the range of bins it covers:
     ``(first band, end band, first bin, end bin, weights (bins, bands))``. The Slaney bands
@@ -156,6 +158,6 @@ def model_input(S: np.ndarray) -> np.ndarray:
     return slices(quantize(S)).astype(np.float32)[..., None]
 
 
-def file_logmel(path: str | os.PathLike[str], **decode_kwargs: object) -> np.ndarray:
+def file_logmel(path: str | os.PathLike[str], **decode_kwargs: Any) -> np.ndarray:
     """Decode an audio file and compute its log-mel, float32 ``(128, F)``."""
     return logmel(decode(path, **decode_kwargs))

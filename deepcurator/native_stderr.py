@@ -57,7 +57,8 @@ def install() -> bool:
         except (AttributeError, ValueError):  # pragma: no cover - no usable sys.stderr
             pass
         # Python's writes bypass the pipe: same descriptor as before, line buffered.
-        sys.stderr = open(original, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = open(  # noqa: SIM115 - it becomes sys.stderr, open for the life of the process
+            original, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
         threading.Thread(target=_pump, args=(read_end, original), name="native-stderr", daemon=True).start()
         _installed = True
         return True

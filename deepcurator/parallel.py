@@ -2,9 +2,10 @@
 
 Per-track stages (download, process) take any :class:`concurrent.futures.Executor`: a
 local pool by default, or a Dask ``distributed`` executor when ``executor.dask_scheduler``
-is set (README, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these. Process pools use the *spawn* start method, since
-TensorFlow and other threaded libraries are not fork-safe, and their workers end when the
-process that started them dies, even by SIGKILL (:func:`_die_with_parent`).
+is set (README, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these.
+Process pools use the *spawn* start method, since TensorFlow and other threaded libraries are
+not fork-safe, and their workers end when the process that started them dies, even by SIGKILL
+(:func:`_die_with_parent`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tqdm import tqdm
 
@@ -59,8 +60,10 @@ def make_executor(cfg: Config, workers: int, kind: str = "process") -> Iterator[
     if kind == "thread":
         pool: Executor = ThreadPoolExecutor(max_workers=workers)
     else:
+        # _StartedByMainThread() arrives in the worker as the bool _die_with_parent takes (its __reduce__).
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_die_with_parent, initargs=(os.getpid(), _StartedByMainThread()))
+                                   initializer=_die_with_parent,
+                                   initargs=(os.getpid(), cast(bool, _StartedByMainThread())))
     with pool:
         yield pool
 

@@ -7,11 +7,11 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
-def to_png(fig: "plt.Figure") -> bytes:
+def to_png(fig: plt.Figure) -> bytes:
     """Render ``fig`` to PNG bytes (no timestamp, so identical figures give identical bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -78,7 +78,7 @@ def roc_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> b
     from sklearn.metrics import roc_auc_score, roc_curve
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, level in zip(axes, ("slice", "track")):
+    for ax, level in zip(axes, ("slice", "track"), strict=True):
         for model, levels in curves.items():
             y, p = levels[level]
             if len(np.unique(y)) < 2:
@@ -96,7 +96,7 @@ def roc_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]) -> b
 def class_histograms(levels: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     """Score histograms per true class at slice and track level: ``{level: (y, p)}``."""
     fig, axes = plt.subplots(1, len(levels), figsize=(5.5 * len(levels), 4))
-    for ax, (level, (y, p)) in zip(np.atleast_1d(axes), levels.items()):
+    for ax, (level, (y, p)) in zip(np.atleast_1d(axes), levels.items(), strict=True):
         bins = np.linspace(0, 1, 21)
         ax.hist(p[y == 0], bins=bins, alpha=0.6, color="#d62728", label="not-good")
         ax.hist(p[y == 1], bins=bins, alpha=0.6, color="#2ca02c", label="good")

@@ -21,7 +21,7 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, IO, Any
+from typing import IO, Any, BinaryIO
 
 from deepcurator.config import Config, S3Config
 from deepcurator.errors import StoreError
@@ -285,7 +285,7 @@ class S3Store(Store):
     def put_file(self, key: str, path: str | os.PathLike[str]) -> None:
         try:
             self.client.upload_file(str(path), self.cfg.bucket, self._key(key), Config=self._transfer_config())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated to a readable StoreError
             raise self._error(exc, key) from None
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
@@ -296,13 +296,13 @@ class S3Store(Store):
             atomic_write(path, fetch)
         except StoreError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated to a readable StoreError
             raise self._error(exc, key) from None
 
     def open(self, key: str) -> IO[bytes]:
         try:
             body = self.client.get_object(Bucket=self.cfg.bucket, Key=self._key(key))["Body"]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated to a readable StoreError
             raise self._error(exc, key) from None
         return io.BytesIO(body.read())
 
@@ -316,7 +316,7 @@ class S3Store(Store):
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise self._error(exc, key) from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated to a readable StoreError
             raise self._error(exc, key) from None
 
     def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
@@ -325,7 +325,7 @@ class S3Store(Store):
         try:
             for page in paginator.paginate(Bucket=self.cfg.bucket, Prefix=self.prefix + prefix):
                 yield from page.get("Contents", [])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated to a readable StoreError
             raise self._error(exc, prefix or "/") from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -338,7 +338,7 @@ class S3Store(Store):
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.cfg.bucket, Key=self._key(key))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated to a readable StoreError
             raise self._error(exc, key) from None
 
     def describe(self) -> str:

@@ -86,7 +86,7 @@ class SliceStream:
             while (item := ready.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
-                yield item  # type: ignore[misc]
+                yield item  # type: ignore[misc]  # neither _DONE nor an exception: a slice's array
         finally:
             stop.set()  # the consumer stopped early, or an error: both threads end after the block in hand
             for thread in threads:
@@ -120,7 +120,8 @@ class SliceStream:
             if block is None:
                 eof = True
             else:
-                pending += memoryview(np.ascontiguousarray(block, dtype=np.float32)).cast("B")
+                data = np.ascontiguousarray(block, dtype=np.float32)
+                pending += memoryview(data).cast("B")  # type: ignore[arg-type]  # numpy types ndarray as a Buffer on 3.12+ only
             have = base + len(pending) // BYTES_PER_SAMPLE
             self.n_samples = have
             # Whole slices only: slice k exists when the track has (k + 1) · 1291 frames,
@@ -148,10 +149,10 @@ def _decode(blocks: Iterator[np.ndarray], samples: queue.Queue[object], stop: th
             if stop.is_set():
                 break
             samples.put(block)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
         samples.put(exc)
     finally:
-        blocks.close()  # type: ignore[attr-defined]  # stops the decoder if it is still running
+        blocks.close()  # type: ignore[attr-defined]  # a generator (typed Iterator): stops the decoder if still running
         samples.put(None)
 
 
@@ -160,7 +161,7 @@ def _received(samples: queue.Queue[object]) -> Iterator[np.ndarray]:
     while (item := samples.get()) is not None:
         if isinstance(item, BaseException):
             raise item
-        yield item  # type: ignore[misc]
+        yield item  # type: ignore[misc]  # neither None nor an exception: a block of samples
 
 
 def slice_times(n: int) -> list[tuple[float, float]]:

@@ -30,7 +30,8 @@ def make_audio(path: Path, seconds: float, sr: int = 44100, channels: int = 2, f
     else:
         tones = "+".join(f"0.15*sin(2*PI*{f:.2f}*t)" for f in (freq, freq * 1.25, freq * 1.5, freq * 2.01))
         src = f"aevalsrc='({tones})*(0.6+0.4*sin(2*PI*0.5*t))|({tones})*(0.6+0.4*cos(2*PI*0.5*t))':s={sr}:d={seconds}"
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-t", str(seconds), "-i", src]
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-t", str(seconds),
+           "-i", src]
     if not silent:
         cmd += ["-f", "lavfi", "-t", str(seconds), "-i", f"anoisesrc=c={noise}:a=0.02:r={sr}:seed={seed}",
                 "-filter_complex", "[0][1]amix=inputs=2:normalize=0"]

@@ -7,12 +7,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from deepcurator.store import Store
 
 from audio_fixtures import make_audio
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from deepcurator.serving.scoring import Scorer
 
 RUN_ID = "20260101-000000-test"
 
@@ -56,7 +62,7 @@ def make_audio_set(folder: Path) -> dict[str, Path]:
 
 
 @contextmanager
-def running_server(app) -> Iterator[str]:  # noqa: ANN001
+def running_server(app: Flask) -> Iterator[str]:
     """Serve ``app`` with werkzeug's threaded server on a free loopback port; yield its URL."""
     from werkzeug.serving import make_server
 
@@ -82,7 +88,7 @@ def audio_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_scorer(tiny_model: Path):  # noqa: ANN201
+def tiny_scorer(tiny_model: Path) -> Scorer:
     from deepcurator.serving.scoring import ModelSource, Scorer
 
     return Scorer(ModelSource(tiny_model, RUN_ID))

@@ -4,15 +4,21 @@ pick a file, upload it, see the score and the chart of per-slice scores."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from deepcurator.config import from_dict
 from deepcurator.features import file_logmel, model_input
 from deepcurator.serving.app import create_app
+from deepcurator.serving.scoring import Scorer
 
-from serve_helpers import audio_set, running_server, tiny_model, tiny_scorer  # noqa: F401
+from serve_helpers import audio_set, running_server, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -20,7 +26,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201
+def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium is not installed ({CHROMIUM}; apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -30,7 +36,8 @@ def browser():  # noqa: ANN201
         browser.close()
 
 
-def test_upload_shows_score_and_chart(browser, tiny_scorer, audio_set, tmp_path: Path) -> None:
+def test_upload_shows_score_and_chart(browser: Browser, tiny_scorer: Scorer, audio_set: dict[str, Path],
+                                      tmp_path: Path) -> None:
     with running_server(create_app(from_dict({}), tiny_scorer)) as url:
         page = browser.new_page()
         page.goto(url + "/")
@@ -42,7 +49,8 @@ def test_upload_shows_score_and_chart(browser, tiny_scorer, audio_set, tmp_path:
         assert float(page.inner_text("#score")) == pytest.approx(100 * expected, abs=0.011)
         assert page.inner_text("#label") in ("good", "not-good")
         assert page.locator("#chart rect.bar").count() == 3
-        heights = [float(h) for h in page.eval_on_selector_all("#chart rect.bar", "bs => bs.map(b => b.getAttribute('height'))")]
+        heights = [float(h) for h in page.eval_on_selector_all("#chart rect.bar",
+                                                                "bs => bs.map(b => b.getAttribute('height'))")]
         assert all(h > 0 for h in heights)
         assert "95.0 s, 3 slices" in page.inner_text("#details")
 

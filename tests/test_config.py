@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,8 @@ def test_bad_env_value_is_one_line_naming_the_variable(name: str, value: str, me
         (lambda p: p.write_text("0\n"), "must hold a mapping of sections, got int"),
     ],
 )
-def test_unreadable_config_file_is_one_line_from_the_cli(tmp_path: Path, make, message: str) -> None:
+def test_unreadable_config_file_is_one_line_from_the_cli(tmp_path: Path, make: Callable[[Path], object],
+                                                         message: str) -> None:
     make(tmp_path / "bad.yml")
     for args in (("--config", "bad.yml", "labels"), ("labels",)):
         env = {} if "--config" in args else {"DEEPCURATOR_CONFIG": "bad.yml"}

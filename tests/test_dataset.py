@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import yaml
 
 from deepcurator import config as config_mod
@@ -74,8 +73,10 @@ def corpus() -> tuple[list[Rel], dict[int, dict], list[dict[str, str]]]:
         for y in seen:
             expected.append({
                 "discogs_id": str(r.id), "have": str(c["have"]), "want": str(c["want"]),
-                "rating_average": str(c["rating"]["average"]).removesuffix(".0"), "rating_count": str(c["rating"]["count"]),
-                "price": "0" if api[r.id]["lowest_price"] is None else str(api[r.id]["lowest_price"]).removesuffix(".0"),
+                "rating_average": str(c["rating"]["average"]).removesuffix(".0"),
+                "rating_count": str(c["rating"]["count"]),
+                "price": ("0" if api[r.id]["lowest_price"] is None
+                          else str(api[r.id]["lowest_price"]).removesuffix(".0")),
                 "youtube_id": y, "artist_id": str(r.artists[0][0]), "artist_name": r.artists[0][1],
                 "artist_ids": "|".join(str(a) for a, _ in r.artists), "label_id": str(r.labels[0][0]),
                 "label_name": r.labels[0][1], "year": r.released[:4], "styles": "|".join(r.styles),
@@ -121,7 +122,7 @@ def test_dump_records_are_read_filtered_and_bad_ones_reported(tmp_path: Path) ->
     assert r4.labels == ((204, "Label, 4 & Co"),) and r4.year == 2004 and r4.master_id == 1004
     assert r4.videos == (vid(4, 0), vid(4, 1)) and "Vinyl" in r4.formats and '12"' in r4.formats
     assert kept[4].videos == (vid(5, 0),)  # listed twice in the dump
-    by = lambda f: [r.id for r in scan(dump, f)]  # noqa: E731
+    by = lambda f: [r.id for r in scan(dump, f)]  # noqa: E731 - a one-line shorthand for the asserts below
     assert by(Filter("Electronic", styles="Ambient")) == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30]
     assert by(Filter("Electronic", years="1990-1999", formats="cd")) == []
     assert by(Filter("Electronic", years="2004,1000-1001")) == list(range(2, 31, 2))
@@ -238,7 +239,7 @@ def test_a_killed_run_resumes_without_fetching_anything_twice(tmp_path: Path) ->
 
 
 def test_a_second_run_fetches_nothing_and_max_age_refreshes_old_answers(tmp_path: Path) -> None:
-    rels, api, expected = corpus()
+    rels, api, _expected = corpus()
     dump = write_dump(tmp_path / "d.xml.gz", rels[:10])
     with ApiServer(api, limit=1000, window_s=1.0) as server:
         cfg = config_mod.from_dict(dataset_cfg(tmp_path, server)).dataset

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepcurator.demo import corpus as dc
-from deepcurator.stages import labels
 from deepcurator.audio import decode, ffmpeg_exe
+from deepcurator.demo import corpus as dc
 from deepcurator.demo.synth import SR, Faults, TrackSpec, render
+from deepcurator.stages import labels
+
 from tests.conftest import run_cli
 
 TRACKS = 6
@@ -149,7 +150,8 @@ def _spectrum_db(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("fault", ["hiss", "muddy", "clipping", "timing"])
 def test_each_fault_is_measurable(fault: str) -> None:
-    base = dict(seed=4, duration=12.0, bpm=124.0, root=40, mode="minor", brightness=0.5, level_db=-14.0)
+    base = {"seed": 4, "duration": 12.0, "bpm": 124.0, "root": 40, "mode": "minor", "brightness": 0.5,
+            "level_db": -14.0}
     clean = render(TrackSpec(**base))
     faulty = render(TrackSpec(**base, faults=Faults(**{fault: 0.8})))
     db_c, hz = _spectrum_db(clean)

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from deepcurator import config as config_mod
-from deepcurator.errors import TooLong
-from deepcurator.stages import download
 from deepcurator.audio import SAMPLE_RATE, decode, ffmpeg_exe
-from deepcurator.errors import ConfigError
+from deepcurator.errors import ConfigError, TooLong
+from deepcurator.stages import download
 from deepcurator.store import Store, open_store
+
 from tests.audio_fixtures import make_audio
 from tests.audio_server import AudioServer
 from tests.conftest import cli_env, run_cli, write_config
@@ -246,7 +246,7 @@ def test_invalid_ids_fail_once_for_good_without_a_request(media: Path, tmp_path:
     put_labels(store, bad_for_youtube)
     summary = download.run(youtube, store)
     assert summary.failed == {"invalid_id": len(bad_for_youtube)}
-    assert reasons(store) == {i: "invalid_id" for i in bad_for_youtube}
+    assert reasons(store) == dict.fromkeys(bad_for_youtube, "invalid_id")
     assert "not a YouTube video id" in {r["id"]: r["detail"] for r in failures(store)}["short"]
     again = download.run(youtube, store, retry=download.RETRYABLE)
     assert (again.done, again.skipped, sum(again.failed.values())) == (0, len(bad_for_youtube), 0)
@@ -280,7 +280,7 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
     """SIGKILL mid-run, rerun: each id ends whole in the store or once in the failure log; a
     third run downloads nothing."""
     good = [f"good_{i}" for i in range(6)]
-    files = {i: "src.m4a" for i in good} | {"noise": "noise.m4a"}
+    files = dict.fromkeys(good, "src.m4a") | {"noise": "noise.m4a"}
     with AudioServer(serve_dir(media, tmp_path / "www", files)) as srv:
         cfg = with_download(cfg, url_template=srv.url_template, workers=2, timeout_s=5, retries=0)
         store = open_store(cfg)
@@ -373,7 +373,8 @@ def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
 def test_runs_on_a_dask_cluster(media: Path, tmp_path: Path) -> None:
     """With executor.dask_scheduler set, the same stage runs its downloads on Dask workers."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
         cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
                                     "executor": {"dask_scheduler": cluster.scheduler_address},
                                     "download": {"url_template": f"file://{media}/{{id}}.m4a"}})

@@ -39,7 +39,8 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "wav_stereo_44k": wav,
         "mp3_cbr_44k": make_audio(d / "cbr.mp3", SECONDS),
-        "mp3_vbr_id3_cover": add_cover_art(make_audio(d / "vbr.mp3", SECONDS, extra=["-q:a", "4"]), d / "vbr_cover.mp3"),
+        "mp3_vbr_id3_cover": add_cover_art(make_audio(d / "vbr.mp3", SECONDS, extra=["-q:a", "4"]),
+                                           d / "vbr_cover.mp3"),
         "mp3_mono_8k": make_audio(d / "mono8.mp3", SECONDS, sr=8000, channels=1),
         "ogg_48k": make_audio(d / "a48.ogg", SECONDS, sr=48000),
         "flac_96k": make_audio(d / "a96.flac", SECONDS, sr=96000),
@@ -141,7 +142,7 @@ def test_silence_gives_the_floor_not_minus_infinity(tmp_path: Path) -> None:
 def test_garbage_is_a_decode_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.mp3"
     path.write_bytes(content)
-    with pytest.raises(audio.DecodeError, match="cannot decode broken.mp3"):
+    with pytest.raises(audio.DecodeError, match=r"cannot decode broken\.mp3"):
         audio.decode(path)
 
 

@@ -32,7 +32,7 @@ from deepcurator.demo.server_process import stop, wait_until_healthy
 
 from audio_fixtures import make_audio
 from conftest import cli_env
-from serve_helpers import tiny_model  # noqa: F401
+from serve_helpers import tiny_model  # noqa: F401 - fixtures, used as test arguments
 
 DECODE_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 5.0
@@ -124,7 +124,8 @@ def corpus(folder: Path, secret: Path) -> list[Case]:
         for suffix in (".m3u8", ".txt", ".mp3"):
             cases.append(Case(f"playlist {name}{suffix}", files={"audio": (f"list{suffix}", text.encode())}))
     for filename in ("../../../etc/passwd", "a\r\nb.mp3", "ü" * 300 + ".mp3", "", ".mp3", "x.mp3\0.m3u8",
-                     "CON", "a" * 5000, "%2e%2e%2fx.mp3", "subfile,,start,0,end,0,,:x.mp3", "pipe:0", "file:/etc/passwd"):
+                     "CON", "a" * 5000, "%2e%2e%2fx.mp3", "subfile,,start,0,end,0,,:x.mp3", "pipe:0",
+                     "file:/etc/passwd"):
         cases.append(Case(f"file name {filename[:20]!r}", files={"audio": (filename, bases["mp3"])}))
     boundary = "fuzzBOUNDARY"
     ct = f"multipart/form-data; boundary={boundary}"
@@ -171,7 +172,7 @@ def tree_rss_mb(proc: subprocess.Popen) -> float:
 
 
 @pytest.fixture(params=["flask", "gunicorn"])
-def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path  # noqa: F811
+def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path
                 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """The server as a user starts it, with its own temp folder."""
     tmp = tmp_path / "server-tmp"
@@ -197,7 +198,8 @@ def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_fuzzed_uploads(live_server, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_fuzzed_uploads(live_server: tuple[str, subprocess.Popen, Path],
+                        tmp_path_factory: pytest.TempPathFactory) -> None:
     url, proc, tmp = live_server
     folder = tmp_path_factory.mktemp("fuzz")
     secret = make_audio(folder / "secret.mp3", 40.0)

@@ -6,7 +6,6 @@ stall nobody, the decoder's notes stay out of the log."""
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import subprocess
 import sys
@@ -23,13 +22,14 @@ import soundfile as sf
 from deepcurator import audio, native_stderr
 from deepcurator.config import from_dict
 from deepcurator.demo.pipeline import free_port
-from deepcurator.stages.process import TrackFailure, track_features
-from deepcurator.serving.app import create_app
 from deepcurator.demo.server_process import stop, wait_until_healthy
+from deepcurator.serving.app import create_app
+from deepcurator.serving.scoring import Scorer
+from deepcurator.stages.process import TrackFailure, track_features
 
 from audio_fixtures import make_audio
 from conftest import cli_env
-from serve_helpers import RUN_ID, running_server, tiny_model, tiny_scorer  # noqa: F401
+from serve_helpers import RUN_ID, running_server, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def server(tiny_scorer, upload_tmp: Path) -> Iterator[str]:  # noqa: F811
+def server(tiny_scorer: Scorer, upload_tmp: Path) -> Iterator[str]:
     cfg = from_dict({"serve": {"max_upload_mb": 2, "max_duration_s": 80, "read_timeout_s": 3}})
     with running_server(create_app(cfg, tiny_scorer)) as url:
         yield url
@@ -146,7 +146,7 @@ def test_process_stage_keeps_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path
     assert np.isfinite(S).all()
 
 
-def test_server_scores_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path, float], tiny_scorer,  # noqa: F811
+def test_server_scores_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path, float], tiny_scorer: Scorer,
                                             upload_tmp: Path) -> None:
     path, ffmpeg_seconds = early_stopping_mp3
     cfg = from_dict({"serve": {"max_duration_s": 900}})
@@ -186,7 +186,7 @@ def float_wav(path: Path, fill: float, seconds: float = 31.0, fraction: float = 
 def test_non_finite_audio_is_refused(tmp_path: Path, server: str, fill: float) -> None:
     for fraction in (1.0, 0.001):
         path = float_wav(tmp_path / "bad.wav", fill, fraction=fraction)
-        with pytest.raises(audio.DecodeError, match="NaN or infinite|beyond full scale"):
+        with pytest.raises(audio.DecodeError, match=r"NaN or infinite|beyond full scale"):
             audio.decode(path)
         from deepcurator.config import ProcessConfig
 
@@ -210,7 +210,7 @@ def raw_post(url: str, body: bytes, content_type: str, *, chunked: bool = False,
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=timeout)
     try:
-        head = [f"POST /predict HTTP/1.1", f"Host: {host}", f"Content-Type: {content_type}"]
+        head = ["POST /predict HTTP/1.1", f"Host: {host}", f"Content-Type: {content_type}"]
         if chunked:
             head.append("Transfer-Encoding: chunked")
             payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 65536]), body[i:i + 65536])
@@ -301,16 +301,17 @@ def test_a_client_that_stops_sending_is_answered(server: str) -> None:
 
 
 @pytest.fixture
-def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # noqa: F811
+def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """gunicorn started as the README says, with the shipped configuration; its log goes to
     ``tmp_path/gunicorn.log``."""
     gunicorn = Path(sys.executable).with_name("gunicorn")
     port = free_port()
     env = cli_env(DEEPCURATOR_SERVE_MODEL=str(tiny_model), DEEPCURATOR_STORE_PATH=str(tmp_path / "store"),
                   DEEPCURATOR_SERVE_PORT=str(port), DEEPCURATOR_SERVE_READ_TIMEOUT_S="20", TMPDIR=str(tmp_path))
-    log = open(tmp_path / "gunicorn.log", "w")  # a file: a pipe nobody reads would block the server
-    proc = subprocess.Popen([str(gunicorn), "-c", "python:deepcurator.serving.gunicorn_conf", "deepcurator.serving.wsgi:app"],
-                            cwd=tmp_path, env=env, stderr=log)
+    # A file: a pipe nobody reads would block the server.
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed in the finally below, once the server stops
+    proc = subprocess.Popen([str(gunicorn), "-c", "python:deepcurator.serving.gunicorn_conf",
+                             "deepcurator.serving.wsgi:app"], cwd=tmp_path, env=env, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, proc)
@@ -320,7 +321,7 @@ def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, s
         log.close()
 
 
-def test_two_stalled_uploads_stall_nobody(production_server, tmp_path: Path) -> None:
+def test_two_stalled_uploads_stall_nobody(production_server: tuple[str, subprocess.Popen], tmp_path: Path) -> None:
     url, _ = production_server
     track = make_audio(tmp_path / "ok.mp3", 40.0)
     host, port = url.removeprefix("http://").split(":")
@@ -347,7 +348,8 @@ def test_two_stalled_uploads_stall_nobody(production_server, tmp_path: Path) -> 
 # -- 9. the decoder's notes stay out of the log ----------------------------------------------
 
 
-def test_decoder_notes_are_kept_out_of_the_server_log(production_server, early_stopping_mp3,
+def test_decoder_notes_are_kept_out_of_the_server_log(production_server: tuple[str, subprocess.Popen],
+                                                      early_stopping_mp3: tuple[Path, float],
                                                       tmp_path: Path) -> None:
     url, proc = production_server
     path, _ = early_stopping_mp3
@@ -381,7 +383,7 @@ def test_native_filter_passes_other_lines(tmp_path: Path) -> None:
     assert "Note:" not in proc.stderr and "libmpg123" not in proc.stderr
 
 
-def test_production_server_answers_refusals(production_server) -> None:
+def test_production_server_answers_refusals(production_server: tuple[str, subprocess.Popen]) -> None:
     """Under gunicorn too: an oversize chunked upload reads its 413 (it got a broken pipe
     with sync workers), and the form refusals come back promptly with their reason."""
     url, _ = production_server

@@ -4,6 +4,7 @@ hypothesis, input validation, and the real Discogs table."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deepcurator.errors import InputError
 from deepcurator.config import LabelsConfig
+from deepcurator.errors import InputError
 from deepcurator.stages.labels import bayesian_rating, make_labels, minmax, score_items
 
 from conftest import run_cli, write_config
 
 
 def table(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id"])
+    return pd.DataFrame(rows, columns=["discogs_id", "have", "want", "rating_average", "rating_count", "price",
+                                       "youtube_id"])
 
 
 # Four items worked by hand (prior weight 30, no outlier cut):
@@ -85,7 +87,7 @@ def test_minmax_of_constant_is_zero() -> None:
     (lambda d: d.assign(want=["1", "x", "3", "4"]), "column 'want' has a non-numeric or negative value 'x' at row 2"),
     (lambda d: d.assign(price=[1.0, -2.0, 3.0, 4.0]), "column 'price'"),
 ])
-def test_bad_tables_are_clear_errors(change, message: str) -> None:
+def test_bad_tables_are_clear_errors(change: Callable[[pd.DataFrame], pd.DataFrame], message: str) -> None:
     with pytest.raises(InputError) as err:
         make_labels(change(HAND), LabelsConfig(n=1, outlier_quantile=1.0))
     assert message in str(err.value)
@@ -93,7 +95,7 @@ def test_bad_tables_are_clear_errors(change, message: str) -> None:
 
 def test_have_zero_is_dropped_and_too_few_items_says_how_many() -> None:
     bad = HAND.assign(have=[10, 0, 20, 10])
-    scored, dropped = score_items(bad, LabelsConfig(n=1, outlier_quantile=1.0))
+    _scored, dropped = score_items(bad, LabelsConfig(n=1, outlier_quantile=1.0))
     assert dropped == {"have == 0": 1}
     with pytest.raises(InputError, match="only 3 usable distinct YouTube ids; labelling N=2 per class needs 4"):
         make_labels(bad, LabelsConfig(n=2, outlier_quantile=1.0))
@@ -116,7 +118,7 @@ def test_the_demo_corpus_ids_are_youtube_ids() -> None:
 
     corpus = demo_corpus.draw_corpus(7, 300)
     assert all(is_video_id(t.youtube_id) for t in corpus)
-    scored, dropped = score_items(pd.DataFrame(demo_corpus.dataset_rows(corpus, 7)), LabelsConfig(n=1))
+    _scored, dropped = score_items(pd.DataFrame(demo_corpus.dataset_rows(corpus, 7)), LabelsConfig(n=1))
     assert "invalid youtube_id" not in dropped and "no youtube_id" not in dropped
 
 

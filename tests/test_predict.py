@@ -12,18 +12,16 @@ import numpy as np
 import pytest
 
 from deepcurator import audio, features
-from deepcurator.config import from_dict
-from deepcurator.errors import ConfigError
-from deepcurator.errors import TooLong
+from deepcurator.config import Config, from_dict
+from deepcurator.errors import ConfigError, TooLong
 from deepcurator.scores import aggregate
-from deepcurator.serving.scoring import (ModelSource, Scorer, TooShort, resolve_model,
-                                 score_file)
+from deepcurator.serving.scoring import ModelSource, Scorer, TooShort, resolve_model, score_file
 from deepcurator.store import open_store
 from deepcurator.stream import SliceStream
 
 from audio_fixtures import make_audio
 from conftest import run_cli, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401
+from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
 
 
 def reference_input(path: Path) -> np.ndarray:
@@ -41,7 +39,7 @@ def test_aggregations() -> None:
         aggregate(np.array([]), "mean")
 
 
-def test_model_from_runs_latest_and_run_id(cfg, tiny_model: Path, tmp_path: Path) -> None:
+def test_model_from_runs_latest_and_run_id(cfg: Config, tiny_model: Path, tmp_path: Path) -> None:
     """runs/latest and runs/<id> in the store (local folder and S3), as the trainer writes them."""
     cfg.serve.model_cache_dir = str(tmp_path / "cache")
     publish_run(open_store(cfg), tiny_model, "older-run")
@@ -52,7 +50,7 @@ def test_model_from_runs_latest_and_run_id(cfg, tiny_model: Path, tmp_path: Path
     assert resolve_model(cfg, "runs/older-run").run_id == "older-run"
 
 
-def test_no_model_is_one_line_saying_how_to_get_one(cfg, tmp_path: Path) -> None:
+def test_no_model_is_one_line_saying_how_to_get_one(cfg: Config, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="deepcurator train") as err:
         resolve_model(cfg)
     assert "\n" not in str(err.value)
@@ -95,7 +93,7 @@ def test_model_from_http_url_and_s3_url(s3_endpoint: str, tiny_model: Path, tmp_
     assert src.run_id == "best" and src.path.read_bytes() == tiny_model.read_bytes()
 
 
-def test_streamed_slices_are_bit_identical(audio_set) -> None:
+def test_streamed_slices_are_bit_identical(audio_set: dict[str, Path]) -> None:
     for name in ("mp3", "wav"):  # both decoders
         ref = reference_input(audio_set[name])
         stream = SliceStream(audio_set[name])
@@ -108,16 +106,16 @@ def test_streamed_slices_are_bit_identical(audio_set) -> None:
 
 
 @pytest.mark.parametrize("block", [22050, 30 * 22050, 287, 661_000])
-def test_slices_do_not_depend_on_how_the_samples_arrive(audio_set, block: int) -> None:
+def test_slices_do_not_depend_on_how_the_samples_arrive(audio_set: dict[str, Path], block: int) -> None:
     y = audio.decode(audio_set["mp3"])
     ref = features.model_input(features.logmel(y))
     stream = SliceStream(audio_set["mp3"])
     got = list(stream.slices(y[i: i + block] for i in range(0, y.size, block)))
-    assert len(got) == ref.shape[0] and all(np.array_equal(a, b) for a, b in zip(got, ref))
+    assert len(got) == ref.shape[0] and all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
     assert stream.n_samples == y.size
 
 
-def test_a_damaged_mp3_streams_as_the_stage_decodes_it(audio_set, tmp_path: Path) -> None:
+def test_a_damaged_mp3_streams_as_the_stage_decodes_it(audio_set: dict[str, Path], tmp_path: Path) -> None:
     """mpg123 gives up on the damage and ffmpeg finishes the track: the same samples either way."""
     data = bytearray(audio_set["mp3"].read_bytes())
     data[len(data) // 2: len(data) // 2 + 20_000] = np.random.default_rng(0).bytes(20_000)
@@ -125,7 +123,7 @@ def test_a_damaged_mp3_streams_as_the_stage_decodes_it(audio_set, tmp_path: Path
     path.write_bytes(bytes(data))
     assert audio.decode(path).size > 92 * audio.SAMPLE_RATE  # of 95 s; mpg123 alone stops half-way
     ref = reference_input(path)
-    assert all(np.array_equal(a, b) for a, b in zip(SliceStream(path), ref))
+    assert all(np.array_equal(a, b) for a, b in zip(SliceStream(path), ref, strict=True))
 
 
 @pytest.mark.parametrize("frames", [1291, 1292, 2 * 1291 - 1, 2 * 1291, 2 * 1291 + 3])
@@ -137,10 +135,11 @@ def test_streamed_slices_at_the_track_end(tmp_path: Path, frames: int) -> None:
     ref = reference_input(path)
     got = list(SliceStream(path))
     assert len(got) == ref.shape[0] == frames // 1291
-    assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True))
 
 
-def test_score_is_the_mean_of_the_model_on_the_process_features(audio_set, tiny_model: Path, tiny_scorer) -> None:
+def test_score_is_the_mean_of_the_model_on_the_process_features(audio_set: dict[str, Path], tiny_model: Path,
+                                                                tiny_scorer: Scorer) -> None:
     import keras
 
     x = reference_input(audio_set["mp3"])
@@ -156,8 +155,8 @@ def test_score_is_the_mean_of_the_model_on_the_process_features(audio_set, tiny_
     assert score_file(median, audio_set["mp3"]).score == pytest.approx(100 * np.median(per_slice), abs=1e-3)
 
 
-def test_too_short_too_long_truncate_and_undecodable(audio_set, tiny_scorer) -> None:
-    with pytest.raises(TooShort, match="10.0 s"):
+def test_too_short_too_long_truncate_and_undecodable(audio_set: dict[str, Path], tiny_scorer: Scorer) -> None:
+    with pytest.raises(TooShort, match=r"10\.0 s"):
         score_file(tiny_scorer, audio_set["short"])
     with pytest.raises(TooLong, match="60 s"):
         score_file(tiny_scorer, audio_set["mp3"], max_duration_s=60)

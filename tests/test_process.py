@@ -21,8 +21,8 @@ import pytest
 
 from deepcurator import audio, features
 from deepcurator.config import Config
-from deepcurator.parallel import make_executor
 from deepcurator.layout import feature_key
+from deepcurator.parallel import make_executor
 from deepcurator.stages.process import process_all, run
 from deepcurator.store import LocalStore, Store, open_store
 
@@ -72,7 +72,7 @@ def test_stage_stores_features_records_failures_and_resumes(cfg: Config, tracks:
         assert sorted(store.list("features/")) == ["features/good.npy", "features/other.npy"]
         good = load_features(store, "good")
         assert good.dtype == np.float16 and good.shape == (128, 1 + int(65.0 * 22050) // 512)
-        assert np.isfinite(good).all() and -100.5 <= good.min() and good.max() < 60
+        assert np.isfinite(good).all() and good.min() >= -100.5 and good.max() < 60
         assert load_features(store, "other").shape[1] == 1 + 32 * 22050 // 512
 
         failed = failures(cfg)
@@ -110,7 +110,8 @@ def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str,
     for i in range(n):
         store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
 
-    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process", "--workers", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process",
+                             "--workers", "1"],
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -171,7 +172,8 @@ def test_workers_and_resource_tracker_exit_when_the_stage_is_killed(tmp_path: Pa
     store = LocalStore(tmp_path / "data")
     for i in range(n):
         store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
-    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process", "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process",
+                             "--workers", "2"],
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children: list[psutil.Process] = []
     try:

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from deepcurator.config import from_dict
-from deepcurator.serving.scoring import score_file
+from deepcurator.serving.scoring import Scorer, score_file
 from deepcurator.store import open_store
 
 from conftest import run_cli, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401
+from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
 
 
 @pytest.fixture
-def music(tmp_path: Path, audio_set) -> Path:
+def music(tmp_path: Path, audio_set: dict[str, Path]) -> Path:
     """A music folder with a sub-folder, two good tracks and three unreadable files."""
     root = tmp_path / "music"
     (root / "sub").mkdir(parents=True)
@@ -31,7 +31,7 @@ def music(tmp_path: Path, audio_set) -> Path:
     return root
 
 
-def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scorer, tmp_path: Path) -> None:
+def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scorer: Scorer, tmp_path: Path) -> None:
     cfg = from_dict({"store": {"path": str(tmp_path / "store")}})
     publish_run(open_store(cfg), tiny_model)
     config = write_config(cfg, tmp_path / "config.yml")

@@ -6,21 +6,24 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from deepcurator import __version__, audio, features
-from deepcurator.config import from_dict
+from deepcurator.config import Config, from_dict
 from deepcurator.demo.pipeline import free_port
-from deepcurator.serving.app import create_app
 from deepcurator.demo.server_process import stop, wait_until_healthy
+from deepcurator.serving.app import create_app
+from deepcurator.serving.scoring import Scorer
 from deepcurator.store import open_store
 
 from conftest import cli_env, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, running_server, tiny_model, tiny_scorer  # noqa: F401
+from serve_helpers import RUN_ID, audio_set, publish_run, running_server, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
 
 
 @pytest.fixture
@@ -33,14 +36,14 @@ def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def server(tiny_scorer, upload_tmp: Path):  # noqa: ANN201
+def server(tiny_scorer: Scorer, upload_tmp: Path) -> Iterator[str]:
     cfg = from_dict({"serve": {"max_upload_mb": 15, "max_duration_s": 80}})
     with running_server(create_app(cfg, tiny_scorer)) as url:
         yield url
     assert list(upload_tmp.iterdir()) == []
 
 
-def post(url: str, path: Path | None, **kwargs) -> requests.Response:  # noqa: ANN003
+def post(url: str, path: Path | None, **kwargs: Any) -> requests.Response:
     if path is None:
         return requests.post(f"{url}/predict", files={"other": ("x.txt", b"hello")}, timeout=60, **kwargs)
     with open(path, "rb") as fh:
@@ -56,7 +59,8 @@ def test_health_and_page(server: str) -> None:
     assert requests.get(f"{server}/static/app.js", timeout=10).status_code == 200
 
 
-def test_predict_json_matches_the_model_on_the_process_features(server: str, audio_set, tiny_scorer) -> None:
+def test_predict_json_matches_the_model_on_the_process_features(server: str, audio_set: dict[str, Path],
+                                                                tiny_scorer: Scorer) -> None:
     r = post(server, audio_set["wav"])
     assert r.status_code == 200, r.text
     body = r.json()
@@ -70,7 +74,7 @@ def test_predict_json_matches_the_model_on_the_process_features(server: str, aud
     assert [(s["start"], s["end"]) for s in body["slices"]] == [(0.0, 29.98), (29.98, 59.95)]
 
 
-def test_predict_text(server: str, audio_set) -> None:
+def test_predict_text(server: str, audio_set: dict[str, Path]) -> None:
     score = post(server, audio_set["wav"]).json()["score"]
     for kwargs in ({"headers": {"Accept": "text/plain"}}, {"params": {"format": "text"}}):
         r = post(server, audio_set["wav"], **kwargs)
@@ -87,7 +91,8 @@ def test_predict_text(server: str, audio_set) -> None:
     ("mp3", 413, "longer than the 80 s limit"),   # 95 s > serve.max_duration_s 80
     ("big", 413, "larger than the 15 MB limit"),  # serve.max_upload_mb 15
 ])
-def test_errors_are_json(server: str, audio_set, tmp_path: Path, name: str | None, status: int, needle: str) -> None:
+def test_errors_are_json(server: str, audio_set: dict[str, Path], tmp_path: Path, name: str | None, status: int,
+                         needle: str) -> None:
     path = None
     if name == "big":
         path = tmp_path / "big.wav"  # 2 × 65 s of 16-bit stereo wav: 23 MB
@@ -101,33 +106,35 @@ def test_errors_are_json(server: str, audio_set, tmp_path: Path, name: str | Non
     assert requests.get(f"{server}/health", timeout=10).status_code == 200  # still serving
 
 
-def test_over_duration_truncate(tiny_scorer, audio_set, upload_tmp: Path) -> None:
+def test_over_duration_truncate(tiny_scorer: Scorer, audio_set: dict[str, Path], upload_tmp: Path) -> None:
     cfg = from_dict({"serve": {"max_duration_s": 60, "over_duration": "truncate"}})
     with running_server(create_app(cfg, tiny_scorer)) as url:
         body = post(url, audio_set["mp3"]).json()
     assert body["truncated"] is True and len(body["slices"]) == 2 and body["duration_s"] == pytest.approx(60, abs=0.1)
 
 
-def test_decode_time_limit(tiny_scorer, audio_set, upload_tmp: Path) -> None:
+def test_decode_time_limit(tiny_scorer: Scorer, audio_set: dict[str, Path], upload_tmp: Path) -> None:
     cfg = from_dict({"serve": {"decode_timeout_s": 0.001}})
     with running_server(create_app(cfg, tiny_scorer)) as url:
         r = post(url, audio_set["mp3"])
     assert r.status_code == 400 and "took longer than 0.001 s" in r.json()["error"]
 
 
-def test_concurrent_requests_agree(server: str, audio_set) -> None:
+def test_concurrent_requests_agree(server: str, audio_set: dict[str, Path]) -> None:
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda p: post(server, p).json(), [audio_set["wav"]] * 4))
     assert len({a["score"] for a in answers}) == 1
 
 
-def test_deepcurator_serve_from_the_store(cfg, tiny_model: Path, audio_set, tmp_path: Path) -> None:
+def test_deepcurator_serve_from_the_store(cfg: Config, tiny_model: Path, audio_set: dict[str, Path],
+                                          tmp_path: Path) -> None:
     """The CLI server reads runs/latest from the store (local folder, then S3)."""
     publish_run(open_store(cfg), tiny_model)
     cfg.serve.model_cache_dir = str(tmp_path / "cache")
     config = write_config(cfg, tmp_path / "config.yml")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config), "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config), "serve",
+                             "--port", str(port)],
                             cwd=tmp_path, env=cli_env())
     try:
         url = f"http://127.0.0.1:{port}"
@@ -137,7 +144,7 @@ def test_deepcurator_serve_from_the_store(cfg, tiny_model: Path, audio_set, tmp_
         stop(proc)
 
 
-def test_gunicorn_two_workers(tiny_model: Path, audio_set, tmp_path: Path) -> None:
+def test_gunicorn_two_workers(tiny_model: Path, audio_set: dict[str, Path], tmp_path: Path) -> None:
     """The documented production command: each of the two workers loads the model itself."""
     gunicorn = Path(sys.executable).with_name("gunicorn")
     if not gunicorn.exists():

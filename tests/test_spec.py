@@ -23,7 +23,7 @@ OTHER = dataclasses.replace(spec.SPEC, n_mels=96, hop=256)
 
 def test_the_spec_is_the_one_definition() -> None:
     s = spec.SPEC
-    assert (features.N_MELS, features.HOP, features.N_FFT, features.SLICE_FRAMES) == (s.n_mels, s.hop, s.n_fft, 1291)
+    assert (s.n_mels, s.hop, s.n_fft, 1291) == (features.N_MELS, features.HOP, features.N_FFT, features.SLICE_FRAMES)
     assert s.slice_frames == 1291 and s.db_floor == pytest.approx(-100.0)
     assert spec.FeatureSpec.from_json(s.to_json()) == s
     assert [d.split()[0] for d in OTHER.differences(s)] == ["hop", "n_mels", "slice_frames"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -71,13 +72,13 @@ def test_groups_are_connected_through_shared_videos_not_through_various() -> Non
         track_groups(rows, "label")
 
 
-def test_training_reads_the_groups_from_the_stored_scores(tmp_path) -> None:
+def test_training_reads_the_groups_from_the_stored_scores(tmp_path: Path) -> None:
     from deepcurator.store import LocalStore
     from deepcurator.training.loop import split_groups
 
     store = LocalStore(tmp_path)
     assert split_groups(store, "track") is None
-    with pytest.raises(InputError, match="needs scores.csv"):
+    with pytest.raises(InputError, match=r"needs scores\.csv"):
         split_groups(store, "artist")
     rows = table(60)
     store.put_bytes("scores.csv", rows.to_csv(index=False).encode())

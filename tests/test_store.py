@@ -50,7 +50,8 @@ def test_list_is_sorted_and_filtered_by_prefix(store: Store) -> None:
         store.put_bytes(key, b"x")
     assert list(store.list("features/")) == ["features/a.npy", "features/b.npy"]
     assert list(store.list("fa")) == ["failures/process.jsonl"]
-    assert list(store.list()) == sorted(["features/b.npy", "features/a.npy", "audio/a.mp3", "failures/process.jsonl", "labels.csv"])
+    assert list(store.list()) == sorted(["features/b.npy", "features/a.npy", "audio/a.mp3", "failures/process.jsonl",
+                                         "labels.csv"])
     assert list(store.list("runs/")) == []
 
 

@@ -22,8 +22,8 @@ import pytest
 from deepcurator import config as config_mod
 from deepcurator import features
 from deepcurator.errors import InputError
+from deepcurator.store import LocalStore, Store, open_store
 from deepcurator.training.splits import class_balance, make_splits
-from deepcurator.store import LocalStore, open_store
 
 from conftest import cli_env, make_s3_config, run_cli, write_config
 from train_fixtures import make_features, put_dataset
@@ -115,7 +115,7 @@ def test_pipeline_reads_the_servers_slices_and_random_crops(feats: dict, tmp_pat
     assert len(batches) == len(one) // 4 and batches[0][0].shape == (4, 128, 1291, 1)
 
 
-def test_features_processed_again_are_read_again(store, feats: dict, tmp_path: Path) -> None:
+def test_features_processed_again_are_read_again(store: Store, feats: dict, tmp_path: Path) -> None:
     """The S3 download cache holds one copy per stored version: replaced features are fetched
     again (and the stale copy removed), unchanged ones are not."""
     from deepcurator.training.data import build_index, read_window
@@ -175,7 +175,7 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
     items = fixed_slices(build_index(store, tracks, None))
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(lambda a: read_window(*a), list(items.windows()) * 20))
-    for (path, _, _, start), x in zip(items.windows(), got):
+    for (path, _, _, start), x in zip(items.windows(), got, strict=False):  # got: 20 rounds, the first checked
         S = np.load(path)
         np.testing.assert_array_equal(x[..., 0], S[:, start:start + features.SLICE_FRAMES].astype(np.float32))
 
@@ -185,8 +185,8 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
 def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
     import keras
 
-    from deepcurator.training.model import build_model
     from deepcurator.training.loop import export_model
+    from deepcurator.training.model import build_model
 
     x = np.concatenate([features.model_input(S) for S, _ in list(feats.values())[:6]])
     y = np.array([lab for S, lab in list(feats.values())[:6] for _ in range(features.n_slices(S.shape[1]))], np.float32)
@@ -225,7 +225,8 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     store.get_file(events[0], tmp_path / "events")
     import tensorflow as tf
 
-    tags = [(e.step, v.tag) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / "events")) for v in e.summary.value]
+    tags = [(e.step, v.tag) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / "events"))
+            for v in e.summary.value]
     assert (1, "val_roc_auc") in tags and (2, "learning_rate") in tags
     state = json.loads(store.get_bytes("runs/r1/state.json"))
     assert [h["epoch"] for h in state["history"]] == [1, 2] and state["finished"]
@@ -273,9 +274,9 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
 
 def _close(a: object, b: object) -> bool:
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)  # type: ignore[union-attr]
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)  # type: ignore[union-attr]  # b: the same JSON shape as a
     if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))  # type: ignore[arg-type]
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]  # b: a list too
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= 1e-6
     return a == b
@@ -299,7 +300,8 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
     config_file = write_config(cfg, tmp_path / "config.yml")
     temp = tmp_path / "temp"  # the system temp folder of both runs: the scratch folders go there
     temp.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config_file), "train", "--run-id", "k1"],
+    proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(config_file), "train",
+                             "--run-id", "k1"],
                             cwd=tmp_path, env=cli_env(TMPDIR=str(temp)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     seen = io.StringIO()
@@ -307,7 +309,7 @@ def test_killed_mid_epoch_then_resumed_has_one_consistent_history(feats: dict, t
 
     def watch() -> None:  # tqdm's progress: "epoch 2/3:  33%|...| 2/6" means a step of epoch 2 is done
         assert proc.stderr is not None
-        for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):  # type: ignore[union-attr]  # the assert does not narrow in a lambda
             seen.write(chunk.decode(errors="replace"))
             if re.search(r"epoch 2/3:.*\| [1-9]\d*/\d+ \[", seen.getvalue()):
                 mid_epoch_2.set()

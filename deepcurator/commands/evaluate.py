@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator import runs
-    from deepcurator.training.report import evaluate_run
     from deepcurator.store import open_store
+    from deepcurator.training.report import evaluate_run
 
     store = open_store(cfg)
     run_id = runs.resolve(store, args.run)
@@ -23,8 +23,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     for split in ("val", "test"):
         for level in ("slice", "track"):
             m, b = metrics[split][level], metrics["baseline"][split][level]
-            print(f"evaluate {run_id}: {split} {level}s n={m['n']}: ROC-AUC {_f(m['roc_auc'])} PR-AUC {_f(m['pr_auc'])} "
-                  f"accuracy {_f(m['accuracy'])} (baseline ROC-AUC {_f(b['roc_auc'])})")
+            print(f"evaluate {run_id}: {split} {level}s n={m['n']}: ROC-AUC {_f(m['roc_auc'])} "
+                  f"PR-AUC {_f(m['pr_auc'])} accuracy {_f(m['accuracy'])} (baseline ROC-AUC {_f(b['roc_auc'])})")
     print(f"evaluate: wrote {store.describe()}/runs/{run_id}/metrics.json")
     return 0
 

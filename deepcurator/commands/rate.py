@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deepcurator.config import Config
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     parser.add_argument("--model", help="runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL "

@@ -1,1 +1,2 @@
-"""The offline demo: the synthetic corpus, the pipeline that runs every stage on it, and the helper that runs a server process."""
+"""The offline demo: the synthetic corpus, the pipeline that runs every stage on it, and the helper
+that runs a server process."""

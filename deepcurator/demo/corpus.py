@@ -24,6 +24,7 @@ import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from deepcurator.failures import FailureLog
 from deepcurator.parallel import default_workers, make_executor
 from deepcurator.stagerun import Plan, Summary, run_plan
 from deepcurator.store import LocalStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STAGE = "demo-corpus"
 
@@ -78,7 +82,7 @@ def draw_faults(rng: np.random.Generator, q: float) -> Faults:
     if severity > 0.5 and not (present & spectral).any():
         present[rng.choice(np.flatnonzero(spectral))] = True
     strength = np.clip(severity * rng.uniform(0.75, 1.25, len(FAULTS)), 0.0, 1.0) * present
-    return Faults(**{name: round(float(s), 3) for name, s in zip(FAULTS, strength)})
+    return Faults(**{name: round(float(s), 3) for name, s in zip(FAULTS, strength, strict=True)})
 
 
 def draw_track(seed: int, index: int) -> CorpusTrack:
@@ -122,11 +126,11 @@ def release_row(rng: np.random.Generator, q: float, pop_noise: float) -> dict[st
     price 7; all at least 6 but the price, at least 1).
     """
     z = q + rng.normal(0.0, pop_noise) - 0.5
-    have = max(6, int(round(np.exp(rng.normal(np.log(170), 0.6)))))
-    want = max(6, int(round(have * np.exp(np.log(0.55) + 1.6 * z + rng.normal(0.0, 0.25)))))
-    count = max(6, int(round(np.exp(rng.normal(np.log(34), 0.7)))))
+    have = max(6, round(np.exp(rng.normal(np.log(170), 0.6))))
+    want = max(6, round(have * np.exp(np.log(0.55) + 1.6 * z + rng.normal(0.0, 0.25))))
+    count = max(6, round(np.exp(rng.normal(np.log(34), 0.7))))
     rating = float(np.clip(4.37 + 0.9 * z + rng.normal(0.0, 0.12), 1.3, 5.0))
-    price = max(1, int(round(np.exp(np.log(7) + 2.0 * z + rng.normal(0.0, 0.35)))))
+    price = max(1, round(np.exp(np.log(7) + 2.0 * z + rng.normal(0.0, 0.35))))
     return {"have": have, "want": want, "rating_average": round(rating, 2), "rating_count": count, "price": price}
 
 
@@ -138,7 +142,8 @@ def dataset_rows(corpus: list[CorpusTrack], seed: int, pop_noise: float = POP_NO
         releases = 2 if rng.random() < DUPLICATE_P else 1
         for _ in range(releases):
             discogs_id = int(rng.integers(4, 10_500_000))
-            rows.append({"discogs_id": discogs_id, **release_row(rng, track.q, pop_noise), "youtube_id": track.youtube_id})
+            rows.append({"discogs_id": discogs_id, **release_row(rng, track.q, pop_noise),
+                         "youtube_id": track.youtube_id})
     rows.sort(key=lambda r: (r["discogs_id"], r["youtube_id"]))
     return rows
 
@@ -227,7 +232,7 @@ def url_template(corpus_dir: str | os.PathLike[str]) -> str:
 
 # --- pictures -----------------------------------------------------------------------------
 
-def contrast_pair(truth: "pd.DataFrame") -> tuple["pd.Series", "pd.Series"]:  # noqa: F821
+def contrast_pair(truth: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """The highest-q track, and the lowest-q track among those with at least two of the faults
     one can see in a spectrogram (hiss, muddy, clipping), else the lowest-q track."""
     ranked = truth.sort_values(["q", "youtube_id"])
@@ -251,7 +256,7 @@ def contrast_pictures(corpus_dir: str | os.PathLike[str], out_dir: str | os.Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, row in zip(("high_q", "low_q"), contrast_pair(truth)):
+    for name, row in zip(("high_q", "low_q"), contrast_pair(truth), strict=True):
         faults = [f"{f} {row[f]:.2f}" for f in FAULTS if row[f] > 0]
         title = f"{row['youtube_id']}: q = {row['q']:.2f}, faults: {', '.join(faults) or 'none'}"
         png = plots.logmel_picture(logmel(decode(root / row["file"])), title)
@@ -273,7 +278,8 @@ def run(cfg: Config, store: LocalStore, *, tracks: int = 200, seed: int = 7, wor
     (out / "tracks").mkdir(parents=True, exist_ok=True)
     (out / "by-id").mkdir(exist_ok=True)
     corpus = draw_corpus(seed, tracks)
-    todo = [t for t in corpus if not (out / "tracks" / t.filename).exists() or not (out / "by-id" / t.youtube_id).is_symlink()]
+    todo = [t for t in corpus
+            if not (out / "tracks" / t.filename).exists() or not (out / "by-id" / t.youtube_id).is_symlink()]
     failures = FailureLog(store, STAGE)
 
     def outcome(_: CorpusTrack, result: str | BaseException) -> tuple[str | None, str]:

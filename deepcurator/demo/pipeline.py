@@ -15,9 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -84,7 +84,7 @@ def held_out_track(store_root: Path, run_dir: Path) -> tuple[str, int, Path]:
     test = splits[splits["split"] == "test"].sort_values("youtube_id")
     if test.empty:
         raise DeepCuratorError(f"the run {run_dir.name} has no test split")
-    for youtube_id, label in zip(test["youtube_id"], test["label"]):
+    for youtube_id, label in zip(test["youtube_id"], test["label"], strict=True):
         matches = sorted((store_root / "audio").glob(f"{youtube_id}.*"))
         if matches:
             return youtube_id, int(label), matches[0]
@@ -125,8 +125,10 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     report(f"DeepCurator demo: {s.tracks} synthetic tracks, everything offline, in {workdir}")
     report(f"configuration: {config_path}")
 
-    _banner(report, 1, total, "demo-corpus: synthesise the tracks (the part of YouTube) and dataset.csv (the part of Discogs)")
-    run_command(["demo-corpus", "--out", str(corpus), "--tracks", str(s.tracks), "--seed", str(s.seed)], config_path, workdir)
+    _banner(report, 1, total,
+            "demo-corpus: synthesise the tracks (the part of YouTube) and dataset.csv (the part of Discogs)")
+    run_command(["demo-corpus", "--out", str(corpus), "--tracks", str(s.tracks), "--seed", str(s.seed)],
+                config_path, workdir)
     from deepcurator.demo.corpus import contrast_pictures
 
     pictures = contrast_pictures(corpus, workdir)
@@ -138,7 +140,8 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     run_command(["download"], config_path, workdir)
     _banner(report, 4, total, "process: decode and compute the log-mel features")
     run_command(["process"], config_path, workdir)
-    _banner(report, 5, total, "train: the CNN, best checkpoint by validation ROC-AUC, then evaluation on the test split")
+    _banner(report, 5, total,
+            "train: the CNN, best checkpoint by validation ROC-AUC, then evaluation on the test split")
     run_command(["train"], config_path, workdir)
     run_id = (store_root / "runs" / "latest").read_text().strip()
     run_dir = store_root / "runs" / run_id
@@ -147,7 +150,7 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     metrics = json.loads((run_dir / "metrics.json").read_text())
 
     _banner(report, 7, total, "serve: start the server, POST a held-out track to /predict")
-    youtube_id, label, audio = held_out_track(store_root, run_dir)
+    _youtube_id, label, audio = held_out_track(store_root, run_dir)
     port = free_port()
     server = start_server(config_path, workdir, port)
     try:
@@ -158,7 +161,8 @@ def run_demo(s: DemoSettings, report: Report) -> int:
         body = answer.json()
         shown = {k: v for k, v in body.items() if k != "slices"}
         report(json.dumps(shown, indent=2))
-        report(f"({len(body.get('slices', []))} slices scored; the track's true label is {'good' if label else 'not-good'})")
+        report(f"({len(body.get('slices', []))} slices scored; "
+               f"the track's true label is {'good' if label else 'not-good'})")
         if s.serve:
             report(f"\nThe server is running: open http://127.0.0.1:{port}/ to rate a file. Ctrl-C stops it.")
             server.wait()
@@ -169,7 +173,7 @@ def run_demo(s: DemoSettings, report: Report) -> int:
 
     track = metrics.get("test", {}).get("track", {})
     baseline = metrics.get("baseline", {}).get("test", {}).get("track", {})
-    report("\n\033[1mDemo finished\033[0m in {:.0f} s".format(time.monotonic() - started))
+    report(f"\n\033[1mDemo finished\033[0m in {time.monotonic() - started:.0f} s")
     report(f"  test split, track level: ROC-AUC {track.get('roc_auc', float('nan')):.3f} "
           f"(baseline, logistic regression on band statistics: {baseline.get('roc_auc', float('nan')):.3f})")
     report(f"  model card: {run_dir / 'MODEL_CARD.md'}")

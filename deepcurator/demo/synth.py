@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -111,7 +112,8 @@ def clap(rng: np.random.Generator) -> np.ndarray:
 def hat(rng: np.random.Generator, decay: float) -> np.ndarray:
     """A hat: high-passed noise (from 6–8 kHz) decaying over ``decay`` seconds."""
     t = np.arange(int(4 * decay * SR), dtype=np.float32) / SR
-    noise = signal.sosfilt(butter_sos(2, round(rng.uniform(6000, 8000)), "high"), rng.standard_normal(t.size)).astype(np.float32)
+    noise = signal.sosfilt(butter_sos(2, round(rng.uniform(6000, 8000)), "high"),
+                           rng.standard_normal(t.size)).astype(np.float32)
     out = noise * np.exp(-t / decay)
     return (out / np.abs(out).max()).astype(np.float32)
 
@@ -119,7 +121,7 @@ def hat(rng: np.random.Generator, decay: float) -> np.ndarray:
 def place(buf: np.ndarray, sample: np.ndarray, onsets: np.ndarray, gains: np.ndarray) -> None:
     """Add ``sample`` × gain into ``buf`` (shape ``(n,)``) at each onset (sample indices)."""
     n = buf.size
-    for start, gain in zip(onsets.tolist(), gains.tolist()):
+    for start, gain in zip(onsets.tolist(), gains.tolist(), strict=True):
         if 0 <= start < n:
             stop = min(n, start + sample.size)
             buf[start:stop] += gain * sample[: stop - start]
@@ -148,7 +150,8 @@ def note(length: int, hz: float, *, wave: str, decay: float, release: float, cut
     return lowpass(osc * env, cutoff)
 
 
-def voice(n: int, onsets: np.ndarray, lengths: np.ndarray, freqs: np.ndarray, gain: float, **timbre: object) -> np.ndarray:
+def voice(n: int, onsets: np.ndarray, lengths: np.ndarray, freqs: np.ndarray, gain: float,
+          **timbre: Any) -> np.ndarray:
     """Notes added into a silent buffer, float32 shape ``(n,)``.
 
     ``onsets``/``lengths`` in samples, ``freqs`` in Hz, ``gain`` linear; ``timbre`` goes to
@@ -156,7 +159,7 @@ def voice(n: int, onsets: np.ndarray, lengths: np.ndarray, freqs: np.ndarray, ga
     """
     out = np.zeros(n, dtype=np.float32)
     cache: dict[tuple[float, int], np.ndarray] = {}
-    for start, length, hz in zip(onsets.tolist(), lengths.tolist(), freqs.tolist()):
+    for start, length, hz in zip(onsets.tolist(), lengths.tolist(), freqs.tolist(), strict=True):
         key = (round(hz, 3), length)
         if key not in cache:
             cache[key] = note(length, hz, **timbre) * np.float32(gain)
@@ -191,7 +194,8 @@ def arrangement(rng: np.random.Generator, bars: int) -> dict[str, np.ndarray]:
         sl = slice(start, start + SECTION_BARS)
         kind = "intro" if s == 0 else rng.choice(["full", "full", "full", "breakdown"])
         playing = {"intro": ("hats", "chords", "kick"), "breakdown": ("chords", "lead", "hats"),
-                   "full": ("kick", "clap", "hats", "bass", "chords") + (("lead",) if rng.random() < 0.75 else ())}[kind]
+                   "full": ("kick", "clap", "hats", "bass", "chords")
+                   + (("lead",) if rng.random() < 0.75 else ())}[kind]
         for p in playing:
             on[p][sl] = True
     return on
@@ -229,7 +233,7 @@ class _Track:
     @classmethod
     def start(cls, spec: TrackSpec) -> _Track:
         rng = np.random.default_rng(spec.seed)
-        n = int(round(spec.duration * SR))
+        n = round(spec.duration * SR)
         step_s = 60.0 / spec.bpm / 4
         bars = int(np.ceil(spec.duration / (step_s * STEPS_PER_BAR)))
         on = arrangement(rng, bars)
@@ -315,7 +319,7 @@ def _bass(t: _Track, h: _Harmony) -> None:
     rng, step_s = t.rng, t.step_s
     bass_steps = sorted(rng.choice(16, size=rng.integers(4, 9), replace=False).tolist())
     if 0 not in bass_steps and rng.random() < 0.5:
-        bass_steps = [0] + bass_steps
+        bass_steps = [0, *bass_steps]
     b, s = _grid(t.on["bass"], bass_steps)
     offs = rng.choice([0, 0, 0, 4, 7], size=len(bass_steps))  # root, fifth (4 scale steps up), octave
     deg = h.chord_of_bar[b] + np.tile(offs, b.size // max(len(bass_steps), 1))
@@ -385,7 +389,8 @@ def master(mix: np.ndarray, spec: TrackSpec, rng: np.random.Generator) -> np.nda
         mix = lowpass(mix, 9000 * (1000 / 9000) ** f.muddy, order=4)
     if f.hiss > 0:
         rms = float(np.sqrt(np.mean(mix**2)))
-        mix = mix + rng.standard_normal(mix.shape, dtype=np.float32) * np.float32(rms * 10 ** (-(40 - 28 * f.hiss) / 20))
+        mix = mix + (rng.standard_normal(mix.shape, dtype=np.float32)
+                     * np.float32(rms * 10 ** (-(40 - 28 * f.hiss) / 20)))
     peak = float(np.abs(mix).max())
     if peak > 0.98:
         mix *= np.float32(0.98 / peak)

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 from xml.sax.saxutils import escape
 
 from deepcurator.errors import InputError
@@ -137,7 +137,7 @@ def open_dump(path: str | Path) -> IO[bytes]:
         raise DumpError(f"dump {p} not found")
     with open(p, "rb") as fh:
         magic = fh.read(2)
-    return gzip.open(p, "rb") if magic == b"\x1f\x8b" else open(p, "rb")
+    return cast(IO[bytes], gzip.open(p, "rb")) if magic == b"\x1f\x8b" else open(p, "rb")
 
 
 def iter_chunks(stream: IO[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:

@@ -54,7 +54,8 @@ def _wants_text() -> bool:
     if request.args.get("format") == "text":
         return True
     best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
-    return best == "text/plain" and request.accept_mimetypes["text/plain"] > request.accept_mimetypes["application/json"]
+    return (best == "text/plain"
+            and request.accept_mimetypes["text/plain"] > request.accept_mimetypes["application/json"])
 
 
 def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:

@@ -1,4 +1,5 @@
-"""gunicorn settings for production: ``gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app``.
+"""gunicorn settings for production:
+``gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app``.
 
 - **Threaded workers** (``gthread``): a client that sends its upload slowly, or stops half-way,
   holds one thread, not a whole worker, and its reads give up after ``serve.read_timeout_s``

@@ -9,7 +9,7 @@ progress, failures (by reason: ``not_found``, ``too_short``, ``too_long``, ``tim
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deepcurator.audio import DecodeError, DecodeTimeoutError

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -27,9 +27,9 @@ import numpy as np
 from deepcurator import features, runs
 from deepcurator.config import Config
 from deepcurator.errors import ConfigError, InputError, StoreError, TooLong
+from deepcurator.features import N_MELS, SLICE_FRAMES
 from deepcurator.scores import AGGREGATIONS, aggregate, label_of
 from deepcurator.spec import SPEC, FeatureSpec, check_same, read_from_model
-from deepcurator.features import N_MELS, SLICE_FRAMES
 from deepcurator.stream import SLICE_SAMPLES
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ def _download_url(cfg: Config, url: str) -> Path:
         return dest
     try:
         if parsed.scheme == "s3":
-            S3Store(dataclasses.replace(cfg.s3, bucket=parsed.netloc, prefix="")).get_file(parsed.path.lstrip("/"), dest)
+            S3Store(dataclasses.replace(cfg.s3, bucket=parsed.netloc, prefix="")).get_file(parsed.path.lstrip("/"),
+                                                                                             dest)
         else:
             import requests
 
@@ -273,10 +274,11 @@ def score_file(scorer: Scorer, path: str | os.PathLike[str], *, decode_timeout: 
             break
     if max_duration_s is not None and over_duration == "reject" and stream.duration_s > max_duration_s:
         raise TooLong(f"audio is longer than the {max_duration_s:.0f} s limit")
-    truncated = max_duration_s is not None and over_duration == "truncate" and stream.duration_s >= max_duration_s - 0.01
+    truncated = (max_duration_s is not None and over_duration == "truncate"
+                 and stream.duration_s >= max_duration_s - 0.01)
     if not probs:
         raise TooShort(f"audio is {stream.duration_s:.1f} s long; at least 30 s (one slice) is needed")
     p = np.asarray(probs, dtype=np.float32)
     score = 100.0 * scorer.track_probability(p)
-    slices = [(a, b, 100.0 * float(s)) for (a, b), s in zip(slice_times(len(p)), p)]
+    slices = [(a, b, 100.0 * float(s)) for (a, b), s in zip(slice_times(len(p)), p, strict=True)]
     return TrackScore(score, label_of(score), stream.duration_s, truncated, slices)

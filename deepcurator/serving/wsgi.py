@@ -1,4 +1,5 @@
-"""The WSGI entry point for production: ``gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app``
+"""The WSGI entry point for production:
+``gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app``
 (the shipped settings: :mod:`deepcurator.serving.gunicorn_conf`).
 
 Run gunicorn without ``--preload``: TensorFlow is not fork-safe, so each worker imports this

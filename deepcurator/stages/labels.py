@@ -98,7 +98,8 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
         bad = values.isna() & out[col].notna() | (values < 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"dataset column '{col}' has a non-numeric or negative value {out[col].iloc[row]!r} at row {row + 1}")
+            raise InputError(f"dataset column '{col}' has a non-numeric or negative value {out[col].iloc[row]!r} "
+                             f"at row {row + 1}")
         out[col] = values.astype(float)
     out["youtube_id"] = out["youtube_id"].astype("string").str.strip()
     return out
@@ -150,7 +151,8 @@ def make_labels(df: pd.DataFrame, params: LabelsConfig) -> LabelResult:
     n = params.n
     if len(per_id) < 2 * n:
         raise InputError(f"only {len(per_id)} usable distinct YouTube ids; labelling N={n} per class needs {2 * n}")
-    ranked = per_id.sort_values(["score", "youtube_id"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    ranked = per_id.sort_values(["score", "youtube_id"], ascending=[False, True],
+                                kind="mergesort").reset_index(drop=True)
     good = ranked.head(n).assign(label=1)
     bad = ranked.tail(n).assign(label=0)
     labels = pd.concat([good, bad], ignore_index=True)[["youtube_id", "label", "score"]]

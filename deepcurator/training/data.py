@@ -20,6 +20,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,7 @@ class SliceItems:
 
     def windows(self) -> zip:
         """``(path, offset, n_frames, start)`` per slice: the arguments of :func:`read_window`."""
-        return zip(self.path, self.offset, self.n_frames, self.start)
+        return zip(self.path, self.offset, self.n_frames, self.start, strict=True)
 
 
 def fixed_slices(index: pd.DataFrame) -> SliceItems:
@@ -163,7 +164,7 @@ def read_window(path: bytes | str, offset: int, n_frames: int, start: int) -> np
     return np.asarray(S[:, start:start + SLICE_FRAMES], dtype=np.float32)[..., None]
 
 
-def make_dataset(items: SliceItems, batch_size: int, training: bool):  # -> tf.data.Dataset
+def make_dataset(items: SliceItems, batch_size: int, training: bool) -> Any:  # -> tf.data.Dataset
     """Batches ``(x, y)``: x float32 ``(batch, 128, 1291, 1)``, y float32 ``(batch, 1)``.
 
     Reads run in parallel (``AUTOTUNE``) and batches are prefetched. Training drops the

@@ -1,4 +1,5 @@
-"""Scoring a model: predictions at slice and track level and the metrics of the report (README, "Training and evaluation").
+"""Scoring a model: predictions at slice and track level and the metrics of the report
+(README, "Training and evaluation").
 
 A track's score is the mean of its slices' scores, exactly as the server computes it (the
 server reports it × 100; metrics use the 0..1 probability). The maths is in pure functions
@@ -62,7 +63,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     gaps = np.abs(np.subtract(curve["fraction_good"], curve["mean_score"]))
     ece = round(float(np.sum(gaps * curve["count"]) / max(1, len(y))), 6)
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "n_good": int(y.sum()),
         "accuracy": float(np.mean((p >= threshold) == y)) if len(y) else None,
         "roc_auc": float(roc_auc_score(y, p)) if both else None,
@@ -74,7 +75,8 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     }
 
 
-def level_scores(slice_scores: np.ndarray, items: SliceItems, index: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def level_scores(slice_scores: np.ndarray, items: SliceItems,
+                 index: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"slice": (y, p), "track": (y, p)}`` for one split's slices and tracks."""
     p_track = track_scores(slice_scores, items.track, len(index))
     scored = ~np.isnan(p_track)

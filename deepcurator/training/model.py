@@ -7,12 +7,14 @@ stored features stay model-independent.
 
 from __future__ import annotations
 
+from typing import Any
+
 from deepcurator.features import N_MELS, SLICE_FRAMES
 
 BLOCKS = ((64, (2, 4)), (128, (2, 4)), (128, (2, 4)), (128, (3, 5)), (64, (4, 4)))
 
 
-def build_model(width: float = 1.0, db_mean: float = -40.0, db_std: float = 20.0):  # -> keras.Model
+def build_model(width: float = 1.0, db_mean: float = -40.0, db_std: float = 20.0) -> Any:  # -> keras.Model
     """The CNN with ``width`` × the original filters; ``db_mean``/``db_std`` (dB) scale the input."""
     import keras
     from keras import layers

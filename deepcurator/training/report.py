@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 
 from deepcurator import plots, runs
-
-from deepcurator.training import baseline
 from deepcurator.config import Config
+from deepcurator.scratch import scratch_dir
+from deepcurator.store import Store
+from deepcurator.training import baseline
 from deepcurator.training.data import build_index, fixed_slices
 from deepcurator.training.evaluation import level_metrics, level_scores, predict, track_scores
-from deepcurator.scratch import scratch_dir
 from deepcurator.training.splits import class_balance
-from deepcurator.store import Store
 
 
 def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
@@ -45,9 +44,10 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
            for name in ("val", "test")}
     stats = {name: baseline.slice_features(items[name]) for name in items}
     lr, c = baseline.fit(stats["train"], items["train"].label, stats["val"], items["val"].label, tc.seed)
-    base = {name: level_scores(lr.predict_proba(stats[name])[:, 1], items[name], parts[name]) for name in ("val", "test")}
+    base = {name: level_scores(lr.predict_proba(stats[name])[:, 1], items[name], parts[name])
+            for name in ("val", "test")}
 
-    metrics = {
+    metrics: dict[str, Any] = {
         "run_id": run_id,
         "model": {"width": tc.width, "params": int(model.count_params())},
         "data": {"class_balance": class_balance(splits),
@@ -94,7 +94,7 @@ def _predictions(parts: dict[str, pd.DataFrame], items: dict, cnn: dict, base: d
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
-    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731 - a one-line formatter, local to this row
     (tn, fp), (fn, tp) = m["confusion"]
     return (f"| {name} | {m['n']} | {f(m['accuracy'])} | {f(m['roc_auc'])} | {f(m['pr_auc'])} | {f(m['brier'])} "
             f"| {f(m['ece'])} | {tn} / {fp} / {fn} / {tp} |")

@@ -49,7 +49,7 @@ def track_groups(rows: pd.DataFrame, key: str) -> pd.Series:
             x = parent[x]
         return x
 
-    for track, k in zip(ids, keys):
+    for track, k in zip(ids, keys, strict=True):
         find(track)
         if pd.notna(k) and int(k) not in NO_GROUP.get(key, frozenset()):
             a, b = find(track), find(f"{key}:{int(k)}")
@@ -124,8 +124,8 @@ def _grouped(labels: pd.DataFrame, val_fraction: float, test_fraction: float, se
         best, best_room = "train", 0
         for split in ("test", "val"):
             room = [target[split][c] - have[split][c] for c in classes]
-            if all(counts[c] <= r for c, r in zip(classes, room)):
-                fill = sum(min(int(counts[c]), r) for c, r in zip(classes, room))
+            if all(counts[c] <= r for c, r in zip(classes, room, strict=True)):
+                fill = sum(min(int(counts[c]), r) for c, r in zip(classes, room, strict=True))
                 if fill > 0 and sum(room) > best_room:
                     best, best_room = split, sum(room)
         where[name] = best
@@ -138,7 +138,7 @@ def _grouped(labels: pd.DataFrame, val_fraction: float, test_fraction: float, se
 
 def _count(n: int, fraction: float) -> int:
     """Ids of one class going to a held-out split: a rounded share, at least one when n >= 3."""
-    return max(1 if n >= 3 else 0, int(round(n * fraction)))
+    return max(1 if n >= 3 else 0, round(n * fraction))
 
 
 def class_balance(splits: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -147,5 +147,5 @@ def class_balance(splits: pd.DataFrame) -> dict[str, dict[str, int]]:
     for name in SPLITS:
         part = splits[splits["split"] == name]
         good = int((part["label"] == 1).sum())
-        out[name] = {"tracks": int(len(part)), "good": good, "not_good": int(len(part)) - good}
+        out[name] = {"tracks": len(part), "good": good, "not_good": len(part) - good}
     return out
