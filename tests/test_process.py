@@ -4,7 +4,6 @@ trainer/server equality of model inputs, and a kill -9 in the middle of a run.""
 from __future__ import annotations
 
 import io
-
 import json
 import os
 import shutil
