@@ -12,7 +12,7 @@ from deepcurator.config import from_dict
 from deepcurator.features import file_logmel, model_input
 from deepcurator.serving.app import create_app
 
-from serve_helpers import audio_set, running_server, tiny_model, tiny_scorer  # noqa: F401
+from tests.helpers.serving import running_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

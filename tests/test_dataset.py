@@ -13,15 +13,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import yaml
 
 from deepcurator import config as config_mod
 from deepcurator.discogs import build as build_mod
 from deepcurator.discogs.dump import BadRecord, Filter, Release, scan, youtube_id
 
-from conftest import cli_env, run_cli
-from discogs_fixtures import ApiServer, Rel, resource, write_dump, yt
+from tests.helpers.cli import cli_env, run_cli
+from tests.helpers.discogs import ApiServer, Rel, resource, write_dump, yt
 
 TOKEN = "dcTestTok3n-9f8e7d6c5b4a"
 

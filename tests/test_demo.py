@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conftest import run_cli
+from tests.helpers.cli import run_cli
 
 TRACKS = 24
 

@@ -16,7 +16,7 @@ from deepcurator.demo import corpus as dc
 from deepcurator.stages import labels
 from deepcurator.audio import decode, ffmpeg_exe
 from deepcurator.demo.synth import SR, Faults, TrackSpec, render
-from tests.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 TRACKS = 6
 SEED = 3

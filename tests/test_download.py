@@ -1,5 +1,5 @@
 """The download stage with the real yt-dlp and the real ffmpeg, against file:// URLs and an
-http server on 127.0.0.1 (tests/audio_server.py), on both store backends."""
+http server on 127.0.0.1 (tests/helpers/http_audio.py), on both store backends."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from deepcurator.stages import download
 from deepcurator.audio import SAMPLE_RATE, decode, ffmpeg_exe
 from deepcurator.errors import ConfigError
 from deepcurator.store import Store, open_store
-from tests.audio_fixtures import make_audio
-from tests.audio_server import AudioServer
-from tests.conftest import cli_env, run_cli, write_config
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env, run_cli, write_config
+from tests.helpers.http_audio import AudioServer
 
 SECONDS = 35.0  # every good item
 LONG_SECONDS = 45.0  # longer than MAX_S

@@ -30,9 +30,8 @@ import requests
 from deepcurator.demo.pipeline import free_port
 from deepcurator.demo.server_process import stop, wait_until_healthy
 
-from audio_fixtures import make_audio
-from conftest import cli_env
-from serve_helpers import tiny_model  # noqa: F401
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env
 
 DECODE_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 5.0
@@ -171,7 +170,7 @@ def tree_rss_mb(proc: subprocess.Popen) -> float:
 
 
 @pytest.fixture(params=["flask", "gunicorn"])
-def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path  # noqa: F811
+def live_server(request: pytest.FixtureRequest, tiny_model: Path, tmp_path: Path
                 ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """The server as a user starts it, with its own temp folder."""
     tmp = tmp_path / "server-tmp"

@@ -6,7 +6,6 @@ stall nobody, the decoder's notes stay out of the log."""
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import subprocess
 import sys
@@ -27,9 +26,9 @@ from deepcurator.stages.process import TrackFailure, track_features
 from deepcurator.serving.app import create_app
 from deepcurator.demo.server_process import stop, wait_until_healthy
 
-from audio_fixtures import make_audio
-from conftest import cli_env
-from serve_helpers import RUN_ID, running_server, tiny_model, tiny_scorer  # noqa: F401
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env
+from tests.helpers.serving import running_server
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +63,7 @@ def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def server(tiny_scorer, upload_tmp: Path) -> Iterator[str]:  # noqa: F811
+def server(tiny_scorer, upload_tmp: Path) -> Iterator[str]:
     cfg = from_dict({"serve": {"max_upload_mb": 2, "max_duration_s": 80, "read_timeout_s": 3}})
     with running_server(create_app(cfg, tiny_scorer)) as url:
         yield url
@@ -146,7 +145,7 @@ def test_process_stage_keeps_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path
     assert np.isfinite(S).all()
 
 
-def test_server_scores_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path, float], tiny_scorer,  # noqa: F811
+def test_server_scores_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path, float], tiny_scorer,
                                             upload_tmp: Path) -> None:
     path, ffmpeg_seconds = early_stopping_mp3
     cfg = from_dict({"serve": {"max_duration_s": 900}})
@@ -210,7 +209,7 @@ def raw_post(url: str, body: bytes, content_type: str, *, chunked: bool = False,
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=timeout)
     try:
-        head = [f"POST /predict HTTP/1.1", f"Host: {host}", f"Content-Type: {content_type}"]
+        head = ["POST /predict HTTP/1.1", f"Host: {host}", f"Content-Type: {content_type}"]
         if chunked:
             head.append("Transfer-Encoding: chunked")
             payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 65536]), body[i:i + 65536])
@@ -301,7 +300,7 @@ def test_a_client_that_stops_sending_is_answered(server: str) -> None:
 
 
 @pytest.fixture
-def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # noqa: F811
+def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """gunicorn started as the README says, with the shipped configuration; its log goes to
     ``tmp_path/gunicorn.log``."""
     gunicorn = Path(sys.executable).with_name("gunicorn")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from deepcurator.errors import InputError
 from deepcurator.stages.labels import ScoringParams, bayesian_rating, make_labels, minmax, score_items
 
-from conftest import run_cli, write_config
+from tests.helpers.cli import run_cli, write_config
 
 
 def table(rows: list[tuple]) -> pd.DataFrame:

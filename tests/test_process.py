@@ -23,8 +23,8 @@ from deepcurator.parallel import make_executor
 from deepcurator.stages.process import feature_key, load_features, process_all, run_stage
 from deepcurator.store import LocalStore, open_store
 
-from audio_fixtures import make_audio
-from conftest import cli_env, run_cli, write_config
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env, run_cli, write_config
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from deepcurator.config import from_dict
 from deepcurator.serving.scoring import score_file
 from deepcurator.store import open_store
 
-from conftest import run_cli, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401
+from tests.helpers.cli import run_cli, write_config
+from tests.helpers.serving import RUN_ID, publish_run
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from deepcurator.serving.app import create_app
 from deepcurator.demo.server_process import stop, wait_until_healthy
 from deepcurator.store import open_store
 
-from conftest import cli_env, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, running_server, tiny_model, tiny_scorer  # noqa: F401
+from tests.helpers.cli import cli_env, write_config
+from tests.helpers.serving import RUN_ID, publish_run, running_server
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from deepcurator import config
 from deepcurator.errors import StoreError
 from deepcurator.store import LocalStore, S3Store, Store, open_store
 
-from conftest import make_s3_config
+from tests.helpers.s3 import make_s3_config
 
 
 def test_bytes_roundtrip_exists_delete(store: Store) -> None:

@@ -25,8 +25,9 @@ from deepcurator.errors import InputError
 from deepcurator.training.splits import class_balance, make_splits
 from deepcurator.store import LocalStore, open_store
 
-from conftest import cli_env, make_s3_config, run_cli, write_config
-from train_fixtures import make_features, put_dataset
+from tests.helpers.cli import cli_env, run_cli, write_config
+from tests.helpers.s3 import make_s3_config
+from tests.helpers.training import make_features, put_dataset
 
 TRAIN = {"width": 0.125, "batch_size": 4, "epochs": 2, "patience": 5, "val_fraction": 0.25, "test_fraction": 0.25}
 
