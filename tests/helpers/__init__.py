@@ -6,7 +6,9 @@ repository root on ``sys.path``: ``pythonpath = ["."]`` in pyproject.toml).
 - :mod:`~tests.helpers.s3`: a fresh bucket on the test S3 server as a config;
 - :mod:`~tests.helpers.audio`: real audio files made by ffmpeg;
 - :mod:`~tests.helpers.http_audio`: an HTTP media server on loopback that misbehaves on
-  purpose;
+  purpose and can hold requests (to kill a client at a known point);
+- :mod:`~tests.helpers.holds`: a stand-in ffmpeg that stops on chosen inputs, and waiting
+  for a condition;
 - :mod:`~tests.helpers.serving`: a tiny model published as a run, the error-case audio set,
   a server on a port;
 - :mod:`~tests.helpers.training`: small real-audio features for the training tests;
