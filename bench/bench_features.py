@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audio_fixtures import make_audio  # noqa: E402
+from _common import make_audio  # noqa: E402
 
 from deepcurator import audio, features  # noqa: E402
 

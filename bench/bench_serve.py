@@ -29,9 +29,9 @@ import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
-from audio_fixtures import make_audio  # noqa: E402
+from _common import make_audio  # noqa: E402
 
 from deepcurator import audio  # noqa: E402
 from deepcurator.demo.pipeline import free_port  # noqa: E402
