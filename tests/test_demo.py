@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.helpers.cli import run_cli
 
 TRACKS = 24
 
 
+@pytest.mark.slow
 def test_reduced_demo_runs_every_stage(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = run_cli("demo", "--workdir", str(workdir), "--tracks", str(TRACKS), "--epochs", "1",

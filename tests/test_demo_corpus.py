@@ -89,6 +89,7 @@ def test_tracks_are_stereo_44k_decodable_and_45_to_120_s(corpus: Path, truth: pd
         assert np.abs(y).max() > 0.05
 
 
+@pytest.mark.slow
 def test_the_beat_is_at_the_tracks_tempo(truth: pd.DataFrame, corpus: Path) -> None:
     """The onset envelope's autocorrelation peaks at the beat period of the stated BPM."""
     import librosa
@@ -175,6 +176,7 @@ def off_grid_ms(x: np.ndarray, bpm: float) -> float:
     return float(np.median(np.abs(onsets - np.round(onsets / step) * step)) * 1000)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_regenerates_a_missing_track(corpus: Path, truth: pd.DataFrame) -> None:
     files = sorted((corpus / "tracks").iterdir())
     before = {p.name: (sha(p), p.stat().st_mtime_ns) for p in files}
@@ -190,11 +192,13 @@ def test_rerun_resumes_and_regenerates_a_missing_track(corpus: Path, truth: pd.D
     assert all(after[k] == before[k] for k in before if k != victim.name)
 
 
+@pytest.mark.slow
 def test_bad_track_count_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_cli("demo-corpus", "--out", str(tmp_path / "c"), "--tracks", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--tracks must be at least 1" in proc.stderr
 
 
+@pytest.mark.slow
 def test_yt_dlp_fetches_a_track_through_the_url_template(corpus: Path, truth: pd.DataFrame, tmp_path: Path) -> None:
     yt_dlp = pytest.importorskip("yt_dlp")
     import imageio_ffmpeg

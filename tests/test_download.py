@@ -175,6 +175,7 @@ def test_file_urls(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     assert (again.done, again.skipped, sum(again.failed.values())) == (0, 6, 0)
 
 
+@pytest.mark.slow
 def test_http_server_failures_and_retry(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     files = {"good_m4a": "src.m4a", "good_ogg": "src.ogg", "noise": "noise.m4a", "trunc": "trunc.m4a",
              "stall_x": "src.m4a", "short_x": "src.m4a", "limited_x": "src.m4a"}
@@ -275,6 +276,7 @@ def test_cli_without_labels_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "labels.csv" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, rerun: each id ends whole in the store or once in the failure log; a
     third run downloads nothing.
@@ -322,6 +324,7 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
         assert audio_keys(store) == stored and reasons(store) == logged
 
 
+@pytest.mark.slow
 def test_kill9_leaves_a_scratch_folder_the_next_start_removes(media: Path, tmp_path: Path) -> None:
     """A download killed in flight leaves its ``deepcurator-dl-<host>-<pid>-*`` folder in the
     temp folder; the next start removes it and the scratch folders of other killed stages of

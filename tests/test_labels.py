@@ -165,6 +165,7 @@ def test_label_invariants(rows: list[tuple], data: st.DataObject) -> None:
     pd.testing.assert_frame_equal(again.scores, result.scores)
 
 
+@pytest.mark.slow
 def test_real_dataset(shared_dataset: Path, tmp_path: Path) -> None:
     """The stage on the real 90,370-item table: 15,000 + 15,000 distinct ids, in under 10 s,
     and a rerun writes byte-identical files."""

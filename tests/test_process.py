@@ -94,6 +94,7 @@ def test_trainer_input_equals_server_input_bit_for_bit(cfg: Config, tracks: dict
         assert trainer[k].tobytes() == server[k].tobytes()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str, Path]) -> None:
     """kill -9 of the stage's process group with exactly three tracks done and the fourth in
     flight (held by a stand-in ffmpeg: with one worker, the tracks go in order and a track's

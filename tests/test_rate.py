@@ -31,6 +31,7 @@ def music(tmp_path: Path, audio_set) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scorer, tmp_path: Path) -> None:
     cfg = from_dict({"store": {"path": str(tmp_path / "store")}})
     publish_run(open_store(cfg), tiny_model)

@@ -121,6 +121,7 @@ def test_concurrent_requests_agree(server: str, audio_set) -> None:
     assert len({a["score"] for a in answers}) == 1
 
 
+@pytest.mark.slow
 def test_deepcurator_serve_from_the_store(cfg, tiny_model: Path, audio_set, tmp_path: Path) -> None:
     """The CLI server reads runs/latest from the store (local folder, then S3)."""
     publish_run(open_store(cfg), tiny_model)
@@ -137,6 +138,7 @@ def test_deepcurator_serve_from_the_store(cfg, tiny_model: Path, audio_set, tmp_
         stop(proc)
 
 
+@pytest.mark.slow
 def test_gunicorn_two_workers(tiny_model: Path, audio_set, tmp_path: Path) -> None:
     """The documented production command: each of the two workers loads the model itself."""
     gunicorn = Path(sys.executable).with_name("gunicorn")

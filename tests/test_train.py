@@ -184,6 +184,7 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
 
 # -- train, save, reload, evaluate ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
     import keras
 
@@ -275,6 +276,7 @@ def _close(a: object, b: object) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_train_without_features_is_a_clear_error(tmp_path: Path) -> None:
     cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")}})
     (tmp_path / "config.yml").write_text("")
