@@ -2,8 +2,8 @@
 
 :func:`holding_ffmpeg` writes a stand-in for ffmpeg (the project finds it through
 ``$DEEPCURATOR_FFMPEG``): it runs the real ffmpeg, except when asked to decode one of the
-named tracks; then it drops a marker file named after the track and waits, without a
-sound, until it is killed, or until its parent (the worker that started it) dies, so that
+named tracks; then it drops a marker file named after the track and waits, writing
+nothing, until it is killed, or until its parent (the worker that started it) dies, so that
 it never outlives a killed stage. A test waits for the marker and kills: the stage is then
 exactly at "that track in flight".
 
@@ -74,8 +74,3 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
 def held(markers: Path) -> set[str]:
     """The tracks held so far (their markers)."""
     return {p.name for p in markers.iterdir() if not p.name.endswith(".tmp")}
-
-
-def pids_of(markers: Path) -> list[int]:
-    """The process ids of the held stand-ins."""
-    return [int((markers / name).read_text()) for name in sorted(held(markers))]
