@@ -1,11 +1,12 @@
-# The two commands: `make demo` (the main job, offline) and `make test` (the whole suite).
-# Both build the virtualenv from the hashed lock file first, on a fresh machine too.
+# The two commands: `make demo` (the main job, offline) and `make test` (the whole suite);
+# `make test-fast` skips the tests marked slow.
+# All of them build the virtualenv from the hashed lock file first, on a fresh machine too.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup lock clean
+.PHONY: demo test test-fast lint setup lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The suite without the tests marked slow (end-to-end runs, kills, the demo, training on audio):
+# for the edit-test loop; `make test` runs everything.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Re-pin the dependencies (needs pip-tools); the lock names no index and no machine path.
 lock:

@@ -1,6 +1,6 @@
 """Download stage throughput (items per second) against the local test http server.
 
-Serves N copies of a 35-s stereo m4a (made by ffmpeg) from tests/audio_server.py on
+Serves N copies of a 35-s stereo m4a (made by ffmpeg) from bench/_common.py's MediaServer on
 127.0.0.1 and runs the whole stage (yt-dlp extraction, download, duration check, mp3
 transcode, put into a local store) with 1, 4 and 16 worker threads, once with no latency
 and once with a per-request latency that stands in for a distant server. Side by side: the
@@ -24,13 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import MediaServer, make_audio
+
 from deepcurator import config
 from deepcurator.audio import ffmpeg_exe
 from deepcurator.stages import download
 from deepcurator.store import open_store
-
-from tests.audio_fixtures import make_audio
-from tests.audio_server import AudioServer
 
 
 def stage_rate(url_template: str, ids: list[str], workers: int, work: Path) -> float:
@@ -83,7 +82,7 @@ def main() -> None:
         print(f"{args.items} items of 35 s m4a -> mp3 128 kbps, {os.cpu_count()} cpus")
         print(f"{'latency':>8} {'method':<28} {'workers':>7} {'items/s':>8}")
         for latency in (0.0, args.latency):
-            with AudioServer(www, latency_s=latency) as srv:
+            with MediaServer(www, latency_s=latency) as srv:
                 for workers in (1, 4, 16):
                     rate = stage_rate(srv.url_template, ids, workers, work)
                     print(f"{latency:>7.1f}s {'deepcurator download':<28} {workers:>7} {rate:>8.2f}", flush=True)

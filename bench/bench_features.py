@@ -35,12 +35,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deepcurator import audio, features
+from _common import make_audio
 
-from audio_fixtures import make_audio
+from deepcurator import audio, features
 
 
 def librosa_path(path: Path, res_type: str) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from deepcurator import audio, features  # noqa: E402 - once sys.path holds the repository
 from deepcurator.serving.scoring import ModelSource, Scorer, score_file  # noqa: E402 - once sys.path holds the repository

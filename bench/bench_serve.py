@@ -29,13 +29,13 @@ import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
+
+from _common import make_audio  # noqa: E402
 
 from deepcurator import audio  # noqa: E402 - once sys.path holds the repository
 from deepcurator.demo.pipeline import free_port  # noqa: E402 - once sys.path holds the repository
 from deepcurator.demo.server_process import stop, wait_until_healthy  # noqa: E402 - once sys.path holds the repository
-
-from audio_fixtures import make_audio  # noqa: E402 - once sys.path holds the repository
 
 DURATIONS = (180, 195, 210, 225, 240, 255, 270, 285, 300)  # seconds: the load test's tracks
 

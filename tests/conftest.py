@@ -1,12 +1,12 @@
-"""Shared fixtures: configurations, both store backends (local folder and a real S3 protocol
-server on loopback), and a runner for the ``deepcurator`` command in a subprocess."""
+"""Shared fixtures only: configurations, both store backends (a local folder and a real S3
+protocol server on loopback) and the real Discogs table when present. The serving fixtures
+(``tiny_model``, ``audio_set``, ``tiny_scorer``) come from the plugin module registered
+below; plain helpers (``run_cli``, ``write_config``, ``make_audio``...) are in the
+``tests.helpers`` package, imported where they are used."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,10 @@ import pytest
 from deepcurator import config as config_mod
 from deepcurator.store import Store, open_store
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATASET = REPO.parent / "shared" / "data" / "dataset.csv"
+from tests.helpers.cli import SHARED_DATASET
+from tests.helpers.s3 import make_s3_config
+
+pytest_plugins = ["tests.helpers.fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -33,19 +35,6 @@ def s3_endpoint() -> str:
     server.stop()
 
 
-def make_s3_config(endpoint: str, tmp_path: Path) -> config_mod.Config:
-    """A config pointing at a fresh bucket on the test S3 server."""
-    import boto3
-
-    bucket = f"test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    return config_mod.from_dict({
-        "store": {"path": str(tmp_path / "unused-local")},
-        "s3": {"bucket": bucket, "endpoint_url": endpoint, "region": "us-east-1", "prefix": "deepcurator",
-               "access_key": "testing", "secret": "testing"},
-    })
-
-
 @pytest.fixture(params=["local", "s3"])
 def cfg(request: pytest.FixtureRequest, tmp_path: Path) -> config_mod.Config:
     """A configuration for each store backend: a local folder, then a bucket on the S3 server."""
@@ -59,33 +48,9 @@ def store(cfg: config_mod.Config) -> Store:
     return open_store(cfg)
 
 
-def write_config(cfg: config_mod.Config, path: Path) -> Path:
-    """Write ``cfg`` as a YAML file (secrets included) for a subprocess to load."""
-    import yaml
-
-    path.write_text(yaml.safe_dump(cfg.to_dict(redact=False)))
-    return path
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for running this checkout's ``deepcurator`` in a subprocess."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("DEEPCURATOR_CONFIG", None)
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m deepcurator ARGS`` from this checkout and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "deepcurator", *args], cwd=cwd, env=cli_env(**env),
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
 @pytest.fixture
 def shared_dataset() -> Path:
+    """The real Discogs table (``../shared/data/dataset.csv``); the test is skipped without it."""
     if not SHARED_DATASET.is_file():
         pytest.skip(f"the real Discogs table is absent ({SHARED_DATASET})")
     return SHARED_DATASET

@@ -15,7 +15,7 @@ from deepcurator.features import file_logmel, model_input
 from deepcurator.serving.app import create_app
 from deepcurator.serving.scoring import Scorer
 
-from serve_helpers import audio_set, running_server, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
+from tests.helpers.serving import running_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -10,7 +10,7 @@ import pytest
 
 from deepcurator.cli import COMMANDS
 
-from conftest import REPO, cli_env, run_cli
+from tests.helpers.cli import REPO, cli_env, run_cli
 
 
 def test_help_lists_every_stage(tmp_path: Path) -> None:

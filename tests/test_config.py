@@ -10,7 +10,7 @@ import pytest
 from deepcurator import config
 from deepcurator.errors import ConfigError
 
-from conftest import run_cli
+from tests.helpers.cli import run_cli
 
 
 def test_defaults_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,14 +13,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from deepcurator import config as config_mod
 from deepcurator.discogs import build as build_mod
 from deepcurator.discogs.dump import BadRecord, Filter, Release, scan, youtube_id
 
-from conftest import cli_env, run_cli
-from discogs_fixtures import ApiServer, Rel, resource, write_dump, yt
+from tests.helpers.cli import cli_env, run_cli
+from tests.helpers.discogs import ApiServer, Rel, resource, write_dump, yt
 
 TOKEN = "dcTestTok3n-9f8e7d6c5b4a"
 
@@ -140,6 +141,7 @@ def test_youtube_ids_from_every_url_form() -> None:
 
 # -- the command end to end --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_dataset_command_builds_a_table_that_labels_accepts(tmp_path: Path) -> None:
     rels, api, expected = corpus()
     dump = write_dump(tmp_path / "discogs_20250101_releases.xml.gz", rels)
@@ -184,6 +186,7 @@ def test_a_refused_token_is_one_line_and_not_echoed(tmp_path: Path) -> None:
 
 # -- the quota ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_client_keeps_to_the_quota_the_headers_announce(tmp_path: Path) -> None:
     """10 requests per 1-s window on the server; the client starts out assuming Discogs'
     60 and must learn 10 from the headers. The only 429 it sees is the one injected."""

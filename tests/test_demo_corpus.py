@@ -17,7 +17,7 @@ from deepcurator.demo import corpus as dc
 from deepcurator.demo.synth import SR, Faults, TrackSpec, render
 from deepcurator.stages import labels
 
-from tests.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 TRACKS = 6
 SEED = 3
@@ -90,6 +90,7 @@ def test_tracks_are_stereo_44k_decodable_and_45_to_120_s(corpus: Path, truth: pd
         assert np.abs(y).max() > 0.05
 
 
+@pytest.mark.slow
 def test_the_beat_is_at_the_tracks_tempo(truth: pd.DataFrame, corpus: Path) -> None:
     """The onset envelope's autocorrelation peaks at the beat period of the stated BPM."""
     import librosa
@@ -177,6 +178,7 @@ def off_grid_ms(x: np.ndarray, bpm: float) -> float:
     return float(np.median(np.abs(onsets - np.round(onsets / step) * step)) * 1000)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_regenerates_a_missing_track(corpus: Path, truth: pd.DataFrame) -> None:
     files = sorted((corpus / "tracks").iterdir())
     before = {p.name: (sha(p), p.stat().st_mtime_ns) for p in files}
@@ -192,11 +194,13 @@ def test_rerun_resumes_and_regenerates_a_missing_track(corpus: Path, truth: pd.D
     assert all(after[k] == before[k] for k in before if k != victim.name)
 
 
+@pytest.mark.slow
 def test_bad_track_count_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_cli("demo-corpus", "--out", str(tmp_path / "c"), "--tracks", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--tracks must be at least 1" in proc.stderr
 
 
+@pytest.mark.slow
 def test_yt_dlp_fetches_a_track_through_the_url_template(corpus: Path, truth: pd.DataFrame, tmp_path: Path) -> None:
     yt_dlp = pytest.importorskip("yt_dlp")
     import imageio_ffmpeg

@@ -1,5 +1,5 @@
 """The download stage with the real yt-dlp and the real ffmpeg, against file:// URLs and an
-http server on 127.0.0.1 (tests/audio_server.py), on both store backends."""
+http server on 127.0.0.1 (tests/helpers/http_audio.py), on both store backends."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from deepcurator.errors import ConfigError, TooLong
 from deepcurator.stages import download
 from deepcurator.store import Store, open_store
 
-from tests.audio_fixtures import make_audio
-from tests.audio_server import AudioServer
-from tests.conftest import cli_env, run_cli, write_config
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env, run_cli, write_config
+from tests.helpers.http_audio import AudioServer
 
 SECONDS = 35.0  # every good item
 LONG_SECONDS = 45.0  # longer than MAX_S
@@ -176,6 +176,7 @@ def test_file_urls(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     assert (again.done, again.skipped, sum(again.failed.values())) == (0, 6, 0)
 
 
+@pytest.mark.slow
 def test_http_server_failures_and_retry(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     files = {"good_m4a": "src.m4a", "good_ogg": "src.ogg", "noise": "noise.m4a", "trunc": "trunc.m4a",
              "stall_x": "src.m4a", "short_x": "src.m4a", "limited_x": "src.m4a"}
@@ -276,26 +277,35 @@ def test_cli_without_labels_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "labels.csv" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, rerun: each id ends whole in the store or once in the failure log; a
-    third run downloads nothing."""
+    third run downloads nothing.
+
+    The kill lands at a known point: the server holds every request after the first two ids,
+    so once both workers wait on a held id, exactly the first two are stored (a worker asks
+    for its next id only after storing its last) and two more are in flight."""
     good = [f"good_{i}" for i in range(6)]
     files = dict.fromkeys(good, "src.m4a") | {"noise": "noise.m4a"}
-    with AudioServer(serve_dir(media, tmp_path / "www", files)) as srv:
-        cfg = with_download(cfg, url_template=srv.url_template, workers=2, timeout_s=5, retries=0)
+    ids = [*good[:3], "missing", "noise", *good[3:]]
+    with AudioServer(serve_dir(media, tmp_path / "www", files), hold=ids[2:]) as srv:
+        cfg = with_download(cfg, url_template=srv.url_template, workers=2, timeout_s=30, retries=0)
         store = open_store(cfg)
-        ids = [*good[:3], "missing", "noise", *good[3:]]
         put_labels(store, ids)
         conf = write_config(cfg, tmp_path / "config.yml")
         proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(conf), "download"],
                                 cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not list(store.list("audio/")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        stored_after_kill = audio_keys(store)
-        assert 0 < len(stored_after_kill) < len(good), "the kill came too late to test anything"
+        try:
+            both_waiting = srv.wait_held(2, timeout=120)
+            assert proc.poll() is None, f"the download ended before the kill ({proc.returncode})"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        assert both_waiting, f"the workers never reached the held ids (held: {srv.held})"
+        assert set(srv.held) == {"good_2", "missing"}
+        assert set(audio_keys(store)) == {"good_0", "good_1"}
+        assert not failures(store)
+        srv.release()
 
         second = run_cli("--config", str(conf), "download", cwd=tmp_path, timeout=300)
         assert second.returncode == 0, second.stderr
@@ -315,6 +325,7 @@ def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -
         assert audio_keys(store) == stored and reasons(store) == logged
 
 
+@pytest.mark.slow
 def test_kill9_leaves_a_scratch_folder_the_next_start_removes(media: Path, tmp_path: Path) -> None:
     """A download killed in flight leaves its ``deepcurator-dl-<host>-<pid>-*`` folder in the
     temp folder; the next start removes it and the scratch folders of other killed stages of
@@ -322,23 +333,22 @@ def test_kill9_leaves_a_scratch_folder_the_next_start_removes(media: Path, tmp_p
     temp = tmp_path / "temp"
     temp.mkdir()
     host = socket.gethostname()
-    with AudioServer(serve_dir(media, tmp_path / "www", {"stall_1": "src.m4a", "good_1": "src.m4a"})) as srv:
+    with AudioServer(serve_dir(media, tmp_path / "www", {"held_1": "src.m4a", "good_1": "src.m4a"}),
+                     hold={"held_1"}) as srv:
         cfg = with_download(config_mod.from_dict({"store": {"path": str(tmp_path / "store")}}),
                             url_template=srv.url_template, timeout_s=30, retries=0)
         store = open_store(cfg)
-        put_labels(store, ["stall_1"])  # the server stalls it: the download is in flight until the kill
+        put_labels(store, ["held_1"])  # the server holds it: the download is in flight until the kill
         conf = write_config(cfg, tmp_path / "config.yml")
         proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(conf), "download"],
                                 cwd=tmp_path, env=cli_env(TMPDIR=str(temp)), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 60
-            while not srv.requests and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.02)
-            assert srv.requests and proc.poll() is None, "the download never reached the server"
+            assert srv.wait_held(1, timeout=120) and proc.poll() is None, "the download never reached the server"
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
+        srv.release()
         dead = proc.pid
         killed = list(temp.glob(f"deepcurator-dl-{host}-{dead}-*"))
         assert len(killed) == 1 and killed[0].is_dir(), sorted(temp.iterdir())

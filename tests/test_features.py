@@ -11,7 +11,7 @@ import pytest
 
 from deepcurator import audio, features
 
-from audio_fixtures import add_cover_art, make_audio, make_multichannel
+from tests.helpers.audio import add_cover_art, make_audio, make_multichannel
 
 SECONDS = 6.0
 

@@ -30,9 +30,8 @@ import requests
 from deepcurator.demo.pipeline import free_port
 from deepcurator.demo.server_process import stop, wait_until_healthy
 
-from audio_fixtures import make_audio
-from conftest import cli_env
-from serve_helpers import tiny_model  # noqa: F401 - fixtures, used as test arguments
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env
 
 DECODE_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 5.0

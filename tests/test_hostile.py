@@ -27,9 +27,9 @@ from deepcurator.serving.app import create_app
 from deepcurator.serving.scoring import Scorer
 from deepcurator.stages.process import TrackFailure, track_features
 
-from audio_fixtures import make_audio
-from conftest import cli_env
-from serve_helpers import RUN_ID, running_server, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env
+from tests.helpers.serving import running_server
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +156,7 @@ def test_server_scores_all_of_a_damaged_mp3(early_stopping_mp3: tuple[Path, floa
     assert len(body["slices"]) == int(ffmpeg_seconds // 29.98)
 
 
+@pytest.mark.slow
 def test_healthy_mp3_takes_one_decoder(tmp_path: Path) -> None:
     """The hand-over is for damage only: healthy mp3s, with and without a Xing/LAME header
     (whose frame count is then an estimate), are decoded by mpg123 alone."""
@@ -285,6 +286,7 @@ def test_oversize_chunked_upload_gets_its_413_through_requests(server: str) -> N
     assert r.status_code == 413 and "larger than the 2 MB limit" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_sending_is_answered(server: str) -> None:
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=15) as sock:
@@ -321,6 +323,7 @@ def production_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[str, s
         log.close()
 
 
+@pytest.mark.slow
 def test_two_stalled_uploads_stall_nobody(production_server: tuple[str, subprocess.Popen], tmp_path: Path) -> None:
     url, _ = production_server
     track = make_audio(tmp_path / "ok.mp3", 40.0)
@@ -348,6 +351,7 @@ def test_two_stalled_uploads_stall_nobody(production_server: tuple[str, subproce
 # -- 9. the decoder's notes stay out of the log ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_decoder_notes_are_kept_out_of_the_server_log(production_server: tuple[str, subprocess.Popen],
                                                       early_stopping_mp3: tuple[Path, float],
                                                       tmp_path: Path) -> None:
@@ -383,6 +387,7 @@ def test_native_filter_passes_other_lines(tmp_path: Path) -> None:
     assert "Note:" not in proc.stderr and "libmpg123" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_production_server_answers_refusals(production_server: tuple[str, subprocess.Popen]) -> None:
     """Under gunicorn too: an oversize chunked upload reads its 413 (it got a broken pipe
     with sync workers), and the form refusals come back promptly with their reason."""

@@ -17,7 +17,7 @@ from deepcurator.config import LabelsConfig
 from deepcurator.errors import InputError
 from deepcurator.stages.labels import bayesian_rating, make_labels, minmax, score_items
 
-from conftest import run_cli, write_config
+from tests.helpers.cli import run_cli, write_config
 
 
 def table(rows: list[tuple]) -> pd.DataFrame:
@@ -168,6 +168,7 @@ def test_label_invariants(rows: list[tuple], data: st.DataObject) -> None:
     pd.testing.assert_frame_equal(again.scores, result.scores)
 
 
+@pytest.mark.slow
 def test_real_dataset(shared_dataset: Path, tmp_path: Path) -> None:
     """The stage on the real 90,370-item table: 15,000 + 15,000 distinct ids, in under 10 s,
     and a rerun writes byte-identical files."""

@@ -19,9 +19,9 @@ from deepcurator.serving.scoring import ModelSource, Scorer, TooShort, resolve_m
 from deepcurator.store import open_store
 from deepcurator.stream import SliceStream
 
-from audio_fixtures import make_audio
-from conftest import run_cli, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import run_cli, write_config
+from tests.helpers.serving import RUN_ID, publish_run
 
 
 def reference_input(path: Path) -> np.ndarray:

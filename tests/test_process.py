@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +21,12 @@ from deepcurator import audio, features
 from deepcurator.config import Config
 from deepcurator.layout import feature_key
 from deepcurator.parallel import make_executor
-from deepcurator.stages.process import process_all, run
+from deepcurator.stages.process import process_all, run, track_features
 from deepcurator.store import LocalStore, Store, open_store
 
-from audio_fixtures import make_audio
-from conftest import cli_env, run_cli, write_config
+from tests.helpers.audio import make_audio
+from tests.helpers.cli import cli_env, run_cli, write_config
+from tests.helpers.holds import held, holding_ffmpeg, wait_until
 
 
 def load_features(store: Store, track_id: str) -> np.ndarray:
@@ -101,35 +101,40 @@ def test_trainer_input_equals_server_input_bit_for_bit(cfg: Config, tracks: dict
         assert trainer[k].tobytes() == server[k].tobytes()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stage_then_rerun_completes(tmp_path: Path, tracks: dict[str, Path]) -> None:
+    """kill -9 of the stage's process group with exactly three tracks done and the fourth in
+    flight (held by a stand-in ffmpeg: with one worker, the tracks go in order and a track's
+    features are stored before the next is started), then a rerun does the rest."""
     n = 12
     cfg_file = write_config(Config(), tmp_path / "config.yml")
     root = tmp_path / "data"
     store = LocalStore(root)
-    for i in range(n):
-        store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
+    for i in range(n):  # ogg: decoded by ffmpeg, which the stand-in can hold (mp3 goes to mpg123)
+        store.put_file(f"audio/t{i:02d}.ogg", tracks["other.ogg"])
+    expected = track_features(tracks["other.ogg"], Config().process).shape
+    ffmpeg, markers = holding_ffmpeg(tmp_path / "bin", hold=["t03"])
 
     proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process",
                              "--workers", "1"],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            cwd=tmp_path, env=cli_env(DEEPCURATOR_FFMPEG=str(ffmpeg)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not list(store.list("features/")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
+        assert wait_until(lambda: held(markers) or proc.poll() is not None, timeout=120) and held(markers), \
+            f"the stage never reached t03 (exit {proc.poll()})"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the stage, its workers and their ffmpeg
         proc.wait()
-    done_at_kill = list(store.list("features/"))
-    assert 1 <= len(done_at_kill) < n, "the kill did not land mid-stage"
+    done_at_kill = sorted(store.list("features/"))
+    assert done_at_kill == [f"features/t{i:02d}.npy" for i in range(3)]
     for key in done_at_kill:  # whole objects only (temp files are not keys)
-        assert load_features(store, key[len("features/"):-4]).shape == (128, 2800)
+        assert load_features(store, key[len("features/"):-4]).shape == expected
 
     rerun = run_cli("--config", str(cfg_file), "process", "--workers", "2", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"done {n - len(done_at_kill)}, skipped {len(done_at_kill)}, failed 0" in rerun.stdout
+    assert f"done {n - 3}, skipped 3, failed 0" in rerun.stdout
     assert len(list(store.list("features/"))) == n
-    assert all(np.load(p).shape == (128, 2800) for p in (root / "features").glob("t*.npy"))
+    assert all(np.load(p).shape == expected for p in (root / "features").glob("t*.npy"))
 
 
 def test_cli_on_an_empty_store(tmp_path: Path) -> None:
@@ -142,7 +147,7 @@ def test_cli_on_an_empty_store(tmp_path: Path) -> None:
 
 def test_track_level_reasons_timeout_and_length_cap(tracks: dict[str, Path]) -> None:
     from deepcurator.config import ProcessConfig
-    from deepcurator.stages.process import TrackFailure, track_features
+    from deepcurator.stages.process import TrackFailure
 
     with pytest.raises(TrackFailure) as caught:
         track_features(tracks["good.mp3"], ProcessConfig(decode_timeout_s=0.001))
@@ -165,32 +170,34 @@ def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 def test_workers_and_resource_tracker_exit_when_the_stage_is_killed(tmp_path: Path, tracks: dict[str, Path]) -> None:
     """SIGKILL to the stage's process alone (not its group): its spawn workers and
-    multiprocessing's resource tracker go within seconds instead of outliving it."""
+    multiprocessing's resource tracker go within seconds instead of outliving it.
+
+    The kill lands with two tracks done and both workers busy: a stand-in ffmpeg holds every
+    track after the first two (it dies with the worker that started it)."""
     n = 12
     cfg_file = write_config(Config(), tmp_path / "config.yml")
     store = LocalStore(tmp_path / "data")
-    for i in range(n):
-        store.put_file(f"audio/t{i:02d}.mp3", tracks["good.mp3"])
+    for i in range(n):  # ogg: decoded by ffmpeg, which the stand-in can hold
+        store.put_file(f"audio/t{i:02d}.ogg", tracks["other.ogg"])
+    ffmpeg, markers = holding_ffmpeg(tmp_path / "bin", hold=[f"t{i:02d}" for i in range(2, n)])
     proc = subprocess.Popen([sys.executable, "-m", "deepcurator", "--config", str(cfg_file), "process",
                              "--workers", "2"],
-                            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=tmp_path, env=cli_env(DEEPCURATOR_FFMPEG=str(ffmpeg)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     children: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 120
-        while not list(store.list("features/")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert list(store.list("features/")) and proc.poll() is None, "the stage never got to work"
-        children = psutil.Process(proc.pid).children(recursive=True)  # a worker has finished a track
+        assert wait_until(lambda: len(held(markers)) == 2 or proc.poll() is not None, timeout=120)
+        assert len(held(markers)) == 2 and proc.poll() is None, "the stage never got both workers busy"
+        assert sorted(store.list("features/")) == ["features/t00.npy", "features/t01.npy"]
+        children = psutil.Process(proc.pid).children(recursive=True)
         lines = [" ".join(p.cmdline()) for p in children]
         assert any("resource_tracker" in c for c in lines), lines
         assert sum("multiprocessing.spawn" in c for c in lines) == 2, lines
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
-        deadline = time.monotonic() + 5
-        while _running(children) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not _running(children), timeout=5, interval=0.05)
         assert not _running(children), [" ".join(p.cmdline()) for p in _running(children)]
-        assert len(list(store.list("features/"))) < n, "the workers carried on without their parent"
+        assert len(list(store.list("features/"))) == 2, "the workers carried on without their parent"
     finally:
         proc.kill()
         proc.wait()

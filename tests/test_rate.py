@@ -14,8 +14,8 @@ from deepcurator.config import from_dict
 from deepcurator.serving.scoring import Scorer, score_file
 from deepcurator.store import open_store
 
-from conftest import run_cli, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
+from tests.helpers.cli import run_cli, write_config
+from tests.helpers.serving import RUN_ID, publish_run
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def music(tmp_path: Path, audio_set: dict[str, Path]) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scorer: Scorer, tmp_path: Path) -> None:
     cfg = from_dict({"store": {"path": str(tmp_path / "store")}})
     publish_run(open_store(cfg), tiny_model)

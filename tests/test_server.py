@@ -22,8 +22,8 @@ from deepcurator.serving.app import create_app
 from deepcurator.serving.scoring import Scorer
 from deepcurator.store import open_store
 
-from conftest import cli_env, write_config
-from serve_helpers import RUN_ID, audio_set, publish_run, running_server, tiny_model, tiny_scorer  # noqa: F401 - fixtures, used as test arguments
+from tests.helpers.cli import cli_env, write_config
+from tests.helpers.serving import RUN_ID, publish_run, running_server
 
 
 @pytest.fixture
@@ -126,6 +126,7 @@ def test_concurrent_requests_agree(server: str, audio_set: dict[str, Path]) -> N
     assert len({a["score"] for a in answers}) == 1
 
 
+@pytest.mark.slow
 def test_deepcurator_serve_from_the_store(cfg: Config, tiny_model: Path, audio_set: dict[str, Path],
                                           tmp_path: Path) -> None:
     """The CLI server reads runs/latest from the store (local folder, then S3)."""
@@ -144,6 +145,7 @@ def test_deepcurator_serve_from_the_store(cfg: Config, tiny_model: Path, audio_s
         stop(proc)
 
 
+@pytest.mark.slow
 def test_gunicorn_two_workers(tiny_model: Path, audio_set: dict[str, Path], tmp_path: Path) -> None:
     """The documented production command: each of the two workers loads the model itself."""
     gunicorn = Path(sys.executable).with_name("gunicorn")

@@ -15,8 +15,8 @@ from deepcurator.serving.scoring import ModelSource, Scorer
 from deepcurator.stages import process
 from deepcurator.store import LocalStore
 
-from conftest import run_cli, write_config
-from serve_helpers import build_tiny_model
+from tests.helpers.cli import run_cli, write_config
+from tests.helpers.serving import build_tiny_model
 
 OTHER = dataclasses.replace(spec.SPEC, n_mels=96, hop=256)
 

@@ -16,7 +16,7 @@ from deepcurator import config
 from deepcurator.errors import StoreError
 from deepcurator.store import LocalStore, S3Store, Store, open_store
 
-from conftest import make_s3_config
+from tests.helpers.s3 import make_s3_config
 
 
 def test_bytes_roundtrip_exists_delete(store: Store) -> None:
@@ -67,8 +67,10 @@ def test_versions_change_when_an_object_is_replaced(store: Store) -> None:
     assert after["features/b.npy"] == before["features/b.npy"]
 
 
+@pytest.mark.parametrize("cfg", ["local", pytest.param("s3", marks=pytest.mark.slow)], indirect=True)
 def test_listing_is_paginated(store: Store) -> None:
-    """More keys than one S3 page (1,000) all come back, in order."""
+    """More keys than one S3 page (1,000) all come back, in order (1,005 puts to the S3
+    server take seconds: that case is slow)."""
     keys = [f"features/{i:05d}.npy" for i in range(1005)]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda k: store.put_bytes(k, b""), keys))

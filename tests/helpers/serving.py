@@ -1,5 +1,7 @@
 """Test helpers for the serving side: a tiny model published as a run in a store (as the
-trainer writes it), real audio files (good and broken), and the real server on a port."""
+trainer writes it), real audio files (good and broken), and the real server on a port.
+The session fixtures built from them (``tiny_model``, ``audio_set``, ``tiny_scorer``) are in
+:mod:`tests.helpers.fixtures`."""
 
 from __future__ import annotations
 
@@ -9,16 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 from deepcurator.store import Store
 
-from audio_fixtures import make_audio
+from tests.helpers.audio import make_audio
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from deepcurator.serving.scoring import Scorer
 
 RUN_ID = "20260101-000000-test"
 
@@ -74,21 +73,3 @@ def running_server(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A width-0.125 model file, built once."""
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "model.keras")
-
-
-@pytest.fixture(scope="session")
-def audio_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_audio_set(tmp_path_factory.mktemp("audio"))
-
-
-@pytest.fixture(scope="session")
-def tiny_scorer(tiny_model: Path) -> Scorer:
-    from deepcurator.serving.scoring import ModelSource, Scorer
-
-    return Scorer(ModelSource(tiny_model, RUN_ID))

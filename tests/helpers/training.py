@@ -17,7 +17,7 @@ import numpy as np
 from deepcurator import audio, features
 from deepcurator.store import Store
 
-from audio_fixtures import make_audio
+from tests.helpers.audio import make_audio
 
 
 def make_features(folder: Path, per_class: int = 8) -> dict[str, tuple[np.ndarray, int]]:

@@ -8,7 +8,12 @@ misbehaves on purpose by id prefix:
 - ``limited_<...>``: answers 429 Too Many Requests while ``rate_limited`` is true;
 - an id with no file: 404.
 
-``latency_s`` delays every answer (a distant server, for benchmarks).
+``latency_s`` delays every answer (a distant server).
+
+Requests for the ids in ``hold`` are held: no answer at all until :meth:`AudioServer.release`
+(or the server's exit). A test that kills a client uses it to kill at a known point: with
+every id after the first k held, :meth:`AudioServer.wait_held` returns once the client's
+workers are all waiting on held ids, so exactly the first k are done and the rest in flight.
 
 Use it as a context manager: ``with AudioServer(root) as srv: srv.url_template``.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import mimetypes
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,12 +32,17 @@ TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".ogg": "audio/ogg", ".flac"
 class AudioServer:
     """Serves the audio files of ``root`` (see the module docstring) on a free loopback port."""
 
-    def __init__(self, root: Path, stall_s: float = 30.0, latency_s: float = 0.0) -> None:
+    def __init__(self, root: Path, stall_s: float = 30.0, latency_s: float = 0.0,
+                 hold: Iterable[str] = ()) -> None:
         self.root = Path(root)
         self.stall_s = stall_s
         self.latency_s = latency_s
         self.rate_limited = True
         self.requests: list[str] = []
+        self.hold = set(hold)
+        self.held: list[str] = []  # the ids of the requests held so far, in arrival order
+        self._held_changed = threading.Condition()
+        self._released = threading.Event()
         self._stop = threading.Event()
         server = self
 
@@ -49,9 +60,14 @@ class AudioServer:
 
             def respond(self, body: bool) -> None:
                 server.requests.append(self.path)
+                item_id = self.path.split("?")[0].rsplit("/", 1)[-1]
+                if item_id in server.hold and not server._released.is_set():
+                    with server._held_changed:
+                        server.held.append(item_id)
+                        server._held_changed.notify_all()
+                    server._released.wait()
                 if server.latency_s:
                     server._stop.wait(server.latency_s)
-                item_id = self.path.split("?")[0].rsplit("/", 1)[-1]
                 if item_id.startswith("limited_") and server.rate_limited:
                     self.send_error(429, "Too Many Requests")
                     return
@@ -93,11 +109,21 @@ class AudioServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/media/{{id}}"
 
+    def wait_held(self, ids: int, timeout: float) -> bool:
+        """Wait until requests for ``ids`` different ids are held; False after ``timeout`` s."""
+        with self._held_changed:
+            return self._held_changed.wait_for(lambda: len(set(self.held)) >= ids, timeout)
+
+    def release(self) -> None:
+        """Answer the held requests (to whoever still listens) and hold nothing from now on."""
+        self._released.set()
+
     def __enter__(self) -> AudioServer:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
+        self._released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
