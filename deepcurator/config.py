@@ -167,6 +167,8 @@ class ServeConfig:
     read_timeout_s: float = 15.0  # a client that sends nothing for this long is answered 400
     tf_threads: int = 0  # TensorFlow intra-op threads per process; 0 = one per core
     model_cache_dir: str | None = None  # downloaded models; default ~/.cache/deepcurator/models
+    model_sha256: str | None = None  # the model file's sha256: checked after a download and on every start
+    access_log: str = "text"  # one line per request with its id: text, json (JSON lines) or off
 
 
 @dataclass
@@ -318,6 +320,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'serve.aggregation' must be one of {', '.join(AGGREGATIONS)}")
     if cfg.serve.over_duration not in ("reject", "truncate"):
         raise ConfigError("config key 'serve.over_duration' must be reject or truncate")
+    if cfg.serve.access_log not in ("text", "json", "off"):
+        raise ConfigError("config key 'serve.access_log' must be text, json or off")
     if cfg.s3.endpoint_url is not None and not cfg.s3.bucket:
         raise ConfigError("config key 's3.bucket' is missing: S3 settings are given without a bucket")
     if cfg.s3.access_key and not cfg.s3.secret:
