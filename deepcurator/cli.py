@@ -27,8 +27,8 @@ COMMANDS: dict[str, str] = {
     "process": "turn every stored mp3 into log-mel features",
     "train": "train the CNN on the stored features and write a run",
     "evaluate": "re-evaluate a saved run on its test split",
-    "serve": "run the prediction server (development; see README for gunicorn)",
-    "rate": "score audio files or folders offline",
+    "serve": "run the prediction server (--production: gunicorn with the shipped settings)",
+    "rate": "score audio files or folders offline (a whole library: resumable, every core)",
     "demo-corpus": "generate a synthetic electronic-music corpus and its dataset.csv",
     "demo": "run the whole pipeline offline on a generated corpus",
 }
