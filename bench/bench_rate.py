@@ -177,6 +177,11 @@ def main() -> None:
           f"| {per_min(rate['wall_s'])} | {100 * floor_s / rate['wall_s']:.0f} % |")
     print(f"| POST /predict one at a time (`serve --production`), {predict['errors']} errors "
           f"| {predict['wall_s']:.1f} s | {per_min(predict['wall_s'])} | {100 * floor_s / predict['wall_s']:.0f} % |")
+    floor_cpu = fl["decode_features_cpu_s"] + fl["inference_cpu_s"]
+    print(f"\nCPU: rate used {rate['cpu_s']:.0f} CPU-s in all (start-up included) against the floor's "
+          f"{floor_cpu:.0f} ({100 * floor_cpu / rate['cpu_s']:.0f} % useful work); it had "
+          f"{rate['cpu_s'] / (rate['wall_s'] * cores):.0%} of the {cores} cores over its wall-clock time "
+          "(other load on the machine takes the rest).")
 
 
 if __name__ == "__main__":
