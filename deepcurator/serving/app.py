@@ -109,8 +109,6 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
         response.headers[REQUEST_ID_HEADER] = rid
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        if g.pop("counted", False):
-            metrics.in_progress.dec()
         metrics.requests.labels(route, request.method, str(response.status_code)).inc()
         metrics.request_seconds.labels(route).observe(elapsed)
         log_access(s.access_log, {
@@ -120,6 +118,11 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
             "duration_s": round(elapsed, 4), **g.get("scored", {}),
         })
         return response
+
+    @app.teardown_request
+    def end_request(exc: BaseException | None) -> None:  # runs whatever happened, after_request or not
+        if g.pop("counted", False):
+            metrics.in_progress.dec()
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:  # a bug, not a bad upload: keep the answer JSON
