@@ -100,8 +100,8 @@ def find_audio(paths: list[str]) -> list[Path]:
 
 
 def rate_file(path: Path, scorer: Scorer, s: ServeConfig) -> TrackScore:
-    """Score one file as the server would (``serve`` limits apply), in this process."""
-    return score_input(scorer, prepare(path, s))
+    """Score one file as the server would (``serve`` limits apply), all in this process."""
+    return score_input(scorer, _track_input(path, s))
 
 
 _worker_ready = False
@@ -118,6 +118,10 @@ def prepare(path: Path, s: ServeConfig) -> TrackInput:
         threadpool_limits(1, user_api="blas")
         native_stderr.install()
         _worker_ready = True
+    return _track_input(path, s)
+
+
+def _track_input(path: Path, s: ServeConfig) -> TrackInput:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
     return track_input(path, decode_timeout=s.decode_timeout_s, max_duration_s=s.max_duration_s,
