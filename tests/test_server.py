@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,15 +23,6 @@ from deepcurator.store import open_store
 
 from tests.helpers.cli import cli_env, write_config
 from tests.helpers.serving import RUN_ID, publish_run, running_server
-
-
-@pytest.fixture
-def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private temp folder for uploads, to check that none is left behind."""
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture
