@@ -30,6 +30,7 @@ import yaml
 
 from deepcurator.errors import ConfigError
 from deepcurator.scores import AGGREGATIONS
+from deepcurator.shipped import DATA_SOURCES, DISCOGS_SOURCE
 
 ENV_PREFIX = "DEEPCURATOR_"
 DEFAULT_FILE = "config.yml"
@@ -70,7 +71,8 @@ class ExecutorConfig:
 
 @dataclass
 class LabelsConfig:
-    dataset: str = "dataset.csv"
+    dataset: str = "dataset.csv"  # relative: the working directory, else the project's folder (shipped)
+    data_source: str = DISCOGS_SOURCE  # discogs, or demo (the synthetic corpus): recorded with every run
     n: int = 15000
     prior_weight: float = 30.0
     outlier_quantile: float = 0.99
@@ -372,6 +374,8 @@ def _validate_dataset(d: DatasetConfig) -> None:
 
 
 def _validate_labels(c: LabelsConfig) -> None:
+    if c.data_source not in DATA_SOURCES:
+        raise ConfigError(f"config key 'labels.data_source' must be {' or '.join(DATA_SOURCES)}, got {c.data_source!r}")
     if c.n < 1:
         raise ConfigError("config key 'labels.n' must be at least 1")
     if c.prior_weight < 0:

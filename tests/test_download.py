@@ -270,12 +270,6 @@ def test_readme_lists_every_failure_reason() -> None:
     assert [r for r, retry in rows if retry == "yes"] == list(download.RETRYABLE)
 
 
-def test_cli_without_labels_is_a_clear_error(tmp_path: Path) -> None:
-    cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")}})
-    proc = run_cli("--config", str(write_config(cfg, tmp_path / "c.yml")), "download", cwd=tmp_path, timeout=60)
-    assert proc.returncode == 2 and "labels.csv" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, rerun: each id ends whole in the store or once in the failure log; a
     third run downloads nothing."""
