@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "rate": "score audio files or folders offline",
     "demo-corpus": "generate a synthetic electronic-music corpus and its dataset.csv",
     "demo": "run the whole pipeline offline on a generated corpus",
+    "config": "print the effective configuration and where each value came from",
 }
 
 STORE_WRITERS = {"labels", "download", "process", "train", "evaluate"}
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn what will be sought-after on Discogs from the sound alone.",
     )
     parser.add_argument("--version", action="version", version=f"deepcurator {__version__}")
-    config_help = "configuration file (default: $DEEPCURATOR_CONFIG or ./config.yml)"
+    config_help = ("configuration file (default: $DEEPCURATOR_CONFIG, else ./config.yml, else config.yml in the "
+                   "user's config folder; `deepcurator config` shows which)")
     parser.add_argument("--config", metavar="FILE", help=config_help)
     # `--config` also after the command (`create_labels.py --config FILE`); SUPPRESS keeps a
     # value given before the command when none follows it.
@@ -105,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deepcurator {args.command}: interrupted; rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (`deepcurator config | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception:  # a bug, not bad input: show it all, then exit for sure
         traceback.print_exc()
         print(f"deepcurator {args.command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator.serving.app import create_app
 
     if args.model:
-        cfg.serve.model = args.model
+        cfg.set_by_flag("serve.model", args.model, "--model")
     host = args.host or cfg.serve.host
     port = args.port if args.port is not None else cfg.serve.port
     app = create_app(cfg)
