@@ -63,6 +63,12 @@ def test_reduced_demo_runs_every_stage(tmp_path: Path) -> None:
     assert score and 0.0 <= float(score.group(1)) <= 100.0, out[-3000:]
     assert re.search(r'"run_id": "' + re.escape(run_id) + '"', out)
 
+    # The model was exported to ./model (the demo's working directory here), labelled as the demo's.
+    exported = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert exported["run_id"] == run_id and exported["synthetic_demo"] is True
+    assert (tmp_path / "model" / "model.keras").read_bytes() == (run / "model.keras").read_bytes()
+    assert metrics["data"]["synthetic_demo"] is True and "never heard real music" in (run / "MODEL_CARD.md").read_text()
+
     pictures = sorted(workdir.glob("*.png"))
     assert len(pictures) >= 1 and all(p.stat().st_size > 10_000 for p in pictures)
     assert "Demo finished" in out

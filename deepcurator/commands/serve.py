@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     port = args.port if args.port is not None else cfg.serve.port
     app = create_app(cfg)
     scorer = app.extensions["deepcurator_scorer"]
-    print(f"serve: model run {scorer.run_id} loaded in {scorer.load_seconds:.1f} s; "
+    print(f"serve: model {scorer.info.line()}, from {scorer.origin}; loaded in {scorer.load_seconds:.1f} s; "
           f"listening on http://{host}:{port}/ (POST /predict, GET /health)", flush=True)
     app.run(host=host, port=port, threaded=True, use_reloader=False)
     return 0
