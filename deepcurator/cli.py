@@ -111,14 +111,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of the output went away (`deepcurator config | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("tensorflow", "keras"):
+            _internal_error(args.command)
+        print(f"deepcurator {args.command}: error: {no_tensorflow()}", file=sys.stderr)
+        return 2
     except Exception:  # a bug, not bad input: show it all, then exit for sure
-        traceback.print_exc()
-        print(f"deepcurator {args.command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Not a normal exit: after an error inside tf.data, interpreter shutdown can wait
-        # forever on TensorFlow's threads, and a stage must never hang.
-        os._exit(1)
+        _internal_error(args.command)
+    return 1  # not reached: _internal_error exits
+
+
+def no_tensorflow() -> str:
+    """Why TensorFlow is missing and what to do, in one line (the stages that need no model
+    work without it: dataset, labels, download, process, demo-corpus, config)."""
+    import platform
+
+    why = "TensorFlow is not installed in this environment"
+    if sys.platform == "darwin" and platform.machine() == "x86_64":
+        why += " (TensorFlow publishes no wheel for macOS on Intel after 2.16, and 2.16 needs numpy < 2)"
+    return f"{why}; this command needs it: see the README, \"Install\""
+
+
+def _internal_error(command: str) -> NoReturn:
+    """A bug, not bad input: show it all, then exit for sure."""
+    traceback.print_exc()
+    print(f"deepcurator {command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not a normal exit: after an error inside tf.data, interpreter shutdown can wait
+    # forever on TensorFlow's threads, and a stage must never hang.
+    os._exit(1)
 
 
 def script(command: str) -> None:
