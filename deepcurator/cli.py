@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "train": "train the CNN on the stored features and write a run",
     "evaluate": "re-evaluate a saved run on its test split",
     "export": "export a run into model/, the model served when the store has none",
-    "serve": "run the prediction server (development; see README for gunicorn)",
+    "serve": "run the prediction server (development; see docs/REFERENCE.md for gunicorn)",
     "rate": "score audio files or folders offline",
     "demo-corpus": "generate a synthetic electronic-music corpus and its dataset.csv",
     "demo": "run the whole pipeline offline on a generated corpus",

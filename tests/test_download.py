@@ -262,8 +262,8 @@ def test_invalid_ids_fail_once_for_good_without_a_request(media: Path, tmp_path:
 
 
 def test_readme_lists_every_failure_reason() -> None:
-    """The README's table of download failure reasons matches REASONS and RETRYABLE."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """The reference's table of download failure reasons matches REASONS and RETRYABLE."""
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "REFERENCE.md").read_text()
     section = readme[readme.index("## Downloading"):]
     rows = re.findall(r"^\| `(\w+)` +\|[^|]*\| *(yes|no)\b", section, re.M)
     assert [r for r, _ in rows] == list(download.REASONS)

@@ -1,5 +1,5 @@
 """Run the prediction server for development (Flask's threaded server). In production run
-gunicorn instead: gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app (README, "Serving")."""
+gunicorn instead: gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app (docs/REFERENCE.md, "Serving and rating")."""
 
 from __future__ import annotations
 
