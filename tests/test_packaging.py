@@ -84,7 +84,8 @@ def test_a_model_command_without_tensorflow_is_one_line(tiny_model: Path, tmp_pa
         proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=cli_env(), capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
-        assert "Traceback" not in proc.stderr  # above it, at most the warning that this model carries no spec
-        assert proc.stderr.strip().splitlines()[-1] == (f"deepcurator {args[0]}: error: TensorFlow is not installed "
-                                                        'in this environment; this command needs it: see the README, '
-                                                        '"Install"')
+        # Beside it, at most the warning that this model carries no spec (in either order: serve
+        # passes its standard error through a logging thread, deepcurator.native_stderr).
+        lines = [line for line in proc.stderr.strip().splitlines() if "carries no feature spec" not in line]
+        assert lines == [f"deepcurator {args[0]}: error: TensorFlow is not installed in this environment; this "
+                         'command needs it: see the README, "Install"'], proc.stderr
