@@ -42,8 +42,10 @@ def post(url: str, path: Path | None, **kwargs: Any) -> requests.Response:
 
 def test_health_and_page(server: str) -> None:
     body = requests.get(f"{server}/health", timeout=10).json()
+    model = body.pop("model")
     assert body == {"status": "ok", "model_loaded": True, "run_id": RUN_ID, "version": __version__,
                     "aggregation": "mean"}
+    assert model["run_id"] == RUN_ID and len(model["sha256"]) == 12 and model["synthetic_demo"] is None
     page = requests.get(server, timeout=10)
     assert page.status_code == 200 and 'id="chart"' in page.text and 'type="file"' in page.text
     assert requests.get(f"{server}/static/app.js", timeout=10).status_code == 200

@@ -1,6 +1,6 @@
 """Run the prediction server for development (Flask's threaded server). In production run
 gunicorn instead: gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app
-(README, "Serving")."""
+(docs/REFERENCE.md, "Serving and rating")."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator.serving.app import create_app
 
     if args.model:
-        cfg.serve.model = args.model
+        cfg.set_by_flag("serve.model", args.model, "--model")
     host = args.host or cfg.serve.host
     port = args.port if args.port is not None else cfg.serve.port
     app = create_app(cfg)
     scorer = app.extensions["deepcurator_scorer"]
-    print(f"serve: model run {scorer.run_id} loaded in {scorer.load_seconds:.1f} s; "
+    print(f"serve: model {scorer.info.line()}, from {scorer.origin}; loaded in {scorer.load_seconds:.1f} s; "
           f"listening on http://{host}:{port}/ (POST /predict, GET /health)", flush=True)
     app.run(host=host, port=port, threaded=True, use_reloader=False)
     return 0

@@ -6,8 +6,13 @@ server refuses to start) and serves:
 - ``POST /predict`` (multipart field ``audio``, any format ffmpeg reads): JSON
   ``{score, label, duration_s, run_id, truncated, slices: [{start, end, score}]}``, or the bare
   score with ``Accept: text/plain`` or ``?format=text``;
-- ``GET /health``: ``{status, model_loaded, run_id, version, aggregation}``;
+- ``GET /health``: ``{status, model_loaded, run_id, version, aggregation, model}``;
 - ``GET /``: a page to upload a file and see its score and per-slice chart.
+
+``model`` (in /health and in every JSON answer) says which model it is: ``{run_id, sha256,
+trained_on, synthetic_demo}`` (the first 12 hex digits of the sha256 of its ``model.keras``;
+whether it was trained on the synthetic demo corpus), and /health adds ``source``, where the
+server found it. The page says the same in words.
 
 Bad uploads are JSON errors, never a 500 (the README has the table of errors). The server
 reads nothing but the upload: the temporary copy has no name of the client's, and the
@@ -84,14 +89,17 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
         app.logger.exception("unexpected error")
         return _error(500, f"internal error ({type(exc).__name__})")
 
+    model = scorer.info.to_json()
+
     @app.get("/health")
     def health() -> Any:
         return jsonify({"status": "ok", "model_loaded": True, "run_id": scorer.run_id, "version": __version__,
-                        "aggregation": scorer.aggregation})
+                        "aggregation": scorer.aggregation, "model": {**model, "source": scorer.origin}})
 
     @app.get("/")
     def index() -> Any:
-        return render_template("index.html", run_id=scorer.run_id, max_upload_mb=s.max_upload_mb, version=__version__)
+        return render_template("index.html", run_id=scorer.run_id, max_upload_mb=s.max_upload_mb, version=__version__,
+                               model=scorer.info)
 
     @app.post("/predict")
     def predict() -> Any:
@@ -124,7 +132,7 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
             Path(tmp).unlink(missing_ok=True)
         if _wants_text():
             return Response(f"{result.score:.2f}\n", mimetype="text/plain")
-        return jsonify(result.to_json(scorer.run_id))
+        return jsonify(result.to_json(scorer.run_id, model))
 
     return app
 

@@ -18,6 +18,7 @@ see :func:`id_problem`; found before any request), ``other``.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepcurator import layout
+from deepcurator import layout, shipped
 from deepcurator.config import Config, DownloadConfig
 from deepcurator.errors import ConfigError, InputError, TooLong
 from deepcurator.failures import FailureLog
@@ -37,6 +38,8 @@ from deepcurator.scratch import scratch_dir
 from deepcurator.stagerun import Plan, Summary, fmt_bytes, run_plan
 from deepcurator.store import Store
 from deepcurator.youtube import is_video_id, is_youtube_url
+
+logger = logging.getLogger(__name__)
 
 STAGE = "download"
 REASONS = ("unavailable", "rate_limited", "network", "ffmpeg", "too_long", "invalid_id", "other")
@@ -328,15 +331,29 @@ def _detail(exc: BaseException) -> str:
 
 
 def read_ids(store: Store) -> list[str]:
-    """The labelled ids of ``labels.csv`` in the store, in file order, without repeats."""
+    """The labelled ids of ``labels.csv`` in the store, in file order, without repeats. A store
+    without one gets the project's shipped ``labels.csv`` (:func:`use_shipped_labels`)."""
     import pandas as pd
 
     if not store.exists(layout.LABELS):
-        raise InputError(f"{layout.LABELS} is not in the store {store.describe()}: run `deepcurator labels` first")
+        use_shipped_labels(store)
     df = pd.read_csv(io.BytesIO(store.get_bytes(layout.LABELS)), dtype={"youtube_id": "string"})
     if "youtube_id" not in df.columns:
         raise InputError(f"{layout.LABELS} has no youtube_id column")
     return list(dict.fromkeys(df["youtube_id"].dropna().str.strip()))
+
+
+def use_shipped_labels(store: Store) -> None:
+    """Copy the project's shipped ``labels.csv`` (the original's table labelled with the default
+    settings; :mod:`deepcurator.shipped`) into a store that has none, as the original let
+    users skip the labels step; said in a log line. :class:`InputError` when there is none."""
+    found = shipped.find(shipped.LABELS)
+    if found is None or not found.is_file():
+        raise InputError(f"{layout.LABELS} is not in the store {store.describe()} and the project ships none here: "
+                         "run `deepcurator labels` first")
+    store.put_file(layout.LABELS, found)
+    logger.info("download: the store %s has no %s; using the shipped %s (copied into the store)",
+                store.describe(), layout.LABELS, found)
 
 
 def stored_ids(store: Store) -> set[str]:
