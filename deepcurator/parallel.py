@@ -2,7 +2,7 @@
 
 Per-track stages (download, process) take any :class:`concurrent.futures.Executor`: a
 local pool by default, or a Dask ``distributed`` executor when ``executor.dask_scheduler``
-is set (README, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these.
+is set (docs/REFERENCE.md, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these.
 Process pools use the *spawn* start method, since TensorFlow and other threaded libraries are
 not fork-safe, and their workers end when the process that started them dies, even by SIGKILL
 (:func:`_die_with_parent`).

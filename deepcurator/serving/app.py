@@ -14,7 +14,7 @@ trained_on, synthetic_demo}`` (the first 12 hex digits of the sha256 of its ``mo
 whether it was trained on the synthetic demo corpus), and /health adds ``source``, where the
 server found it. The page says the same in words.
 
-Bad uploads are JSON errors, never a 500 (the README has the table of errors). The server
+Bad uploads are JSON errors, never a 500 (docs/REFERENCE.md, "Serving and rating", has the table of errors). The server
 reads nothing but the upload: the temporary copy has no name of the client's, and the
 decoders accept only audio containers that read the file itself (:mod:`deepcurator.audio`).
 A refused upload is answered promptly: what is left of its body is read (at most
