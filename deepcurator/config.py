@@ -46,9 +46,14 @@ _ENV_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, 
 
 @dataclass
 class StoreConfig:
-    """The local store: a folder (used when no S3 bucket is configured)."""
+    """The local store: a folder (used when no S3 bucket is configured).
+
+    ``shared``: the folder is the same on every machine (a network mount), so Dask workers may
+    use it; without it a local store is refused when a Dask scheduler is set.
+    """
 
     path: str = "data"
+    shared: bool = False
 
 
 @dataclass
@@ -69,9 +74,14 @@ class S3Config:
 
 @dataclass
 class ExecutorConfig:
-    """Where per-track work runs: local processes, or a Dask scheduler when an address is set."""
+    """Where per-track work runs: local processes, or a Dask scheduler when an address is set.
+
+    ``connect_timeout_s``: how long to wait for the scheduler, and for a first worker, before
+    giving up with one line.
+    """
 
     dask_scheduler: str | None = None
+    connect_timeout_s: float = 30.0
 
 
 @dataclass
@@ -353,6 +363,8 @@ def _validate(cfg: Config) -> None:
     _validate_labels(cfg.labels)
     if not 1 <= cfg.serve.port <= 65535:
         raise ConfigError("config key 'serve.port' must be between 1 and 65535")
+    if cfg.executor.connect_timeout_s <= 0:
+        raise ConfigError("config key 'executor.connect_timeout_s' must be positive")
     if cfg.process.decode_timeout_s <= 0:
         raise ConfigError("config key 'process.decode_timeout_s' must be positive")
     if cfg.process.max_duration_s < 0:

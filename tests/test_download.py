@@ -374,11 +374,13 @@ def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
 
 
 def test_runs_on_a_dask_cluster(media: Path, tmp_path: Path) -> None:
-    """With executor.dask_scheduler set, the same stage runs its downloads on Dask workers."""
+    """With executor.dask_scheduler set, the same stage runs its downloads on Dask workers (here
+    in this process, so the local folder is declared shared; tests/test_cluster.py runs worker
+    processes against S3)."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster:
-        cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
+        cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store"), "shared": True},
                                     "executor": {"dask_scheduler": cluster.scheduler_address},
                                     "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
         store = open_store(cfg)

@@ -13,10 +13,13 @@ misbehaves on purpose by id prefix:
 
 - ``stall_<...>``: sends the headers and 1 KiB, then stalls for ``stall_s`` seconds;
 - ``short_<...>``: announces the whole length but closes after half of the bytes;
-- ``limited_<...>``: answers 429 Too Many Requests while ``rate_limited`` is true;
+- ``limited_<...>``: answers 429 Too Many Requests while ``rate_limited`` is true (and, when
+  ``limited_answers`` is set, only that many times in all);
 - an id with no file: 404.
 
-``latency_s`` delays every answer (a distant server).
+``latency_s`` delays every answer (a distant server). Every request is logged with its
+arrival time (``log``), the most requests answered at once is kept (``max_in_flight``), and
+``on_request(id)``, when set, runs first (a test may block there to order its clients).
 
 Requests for the ids in ``hold`` are held: no answer at all until :meth:`AudioServer.release`
 (or the server's exit). A test that kills a client uses it to kill at a known point: with
@@ -31,7 +34,8 @@ from __future__ import annotations
 import mimetypes
 import subprocess
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -81,6 +85,12 @@ class MediaServer:
         self.rate_limited = True
         self.requests: list[str] = []
         self.hold = set(hold)
+        self.limited_answers: int | None = None
+        self.on_request: Callable[[str], None] | None = None
+        self.log: list[tuple[float, str]] = []  # (time.monotonic() at arrival, id)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._count = threading.Lock()
         self.held: list[str] = []  # the ids of the requests held so far, in arrival order
         self._held_changed = threading.Condition()
         self._released = threading.Event()
@@ -100,8 +110,21 @@ class MediaServer:
                 self.respond(body=True)
 
             def respond(self, body: bool) -> None:
+                with server._count:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self.answer(body)
+                finally:
+                    with server._count:
+                        server.in_flight -= 1
+
+            def answer(self, body: bool) -> None:
                 server.requests.append(self.path)
                 item_id = self.path.split("?")[0].rsplit("/", 1)[-1]
+                server.log.append((time.monotonic(), item_id))
+                if server.on_request is not None:
+                    server.on_request(item_id)
                 if item_id in server.hold and not server._released.is_set():
                     with server._held_changed:
                         server.held.append(item_id)
@@ -110,8 +133,13 @@ class MediaServer:
                 if server.latency_s:
                     server._stop.wait(server.latency_s)
                 if item_id.startswith("limited_") and server.rate_limited:
-                    self.send_error(429, "Too Many Requests")
-                    return
+                    with server._count:
+                        limited = server.limited_answers is None or server.limited_answers > 0
+                        if server.limited_answers is not None and limited:
+                            server.limited_answers -= 1
+                    if limited:
+                        self.send_error(429, "Too Many Requests")
+                        return
                 files = sorted(server.root.glob(f"{item_id}.*")) if self.path.startswith("/media/") else []
                 if not files:
                     self.send_error(404, "Not Found")
