@@ -481,7 +481,7 @@ def test_tasks_carry_no_credentials() -> None:
 
 def test_process_workers_undo_a_fixed_malloc_trim_threshold() -> None:
     """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which cost the process
-    stage 25-35 % more CPU per track (bench/RESULTS.md, "Dask"); its workers set glibc back to
+    stage 45 % more CPU per track (bench/RESULTS.md, "Dask"); its workers set glibc back to
     its default steady state, and leave a process alone whose environment fixed nothing."""
     code = "from deepcurator.stages import process; print(process._reuse_freed_memory())"
     env = cli_env()

@@ -101,8 +101,8 @@ def _reuse_freed_memory() -> bool:
     fixed its thresholds (Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``,
     which also freezes the mmap threshold at 128 KiB): then each track's large arrays (the
     decoded samples, the spectrogram) are mapped fresh and page-faulted in, and the stage took
-    25-35 % more CPU per track on Dask workers than in the local pool (bench/RESULTS.md,
-    "Dask"). True when it was changed; nothing happens on other systems."""
+    45 % more CPU per track on Dask workers than in the local pool (bench/RESULTS.md, "Dask").
+    True when it was changed; nothing happens on other systems."""
     if not any(name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
         return False
     try:
