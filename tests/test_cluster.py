@@ -477,3 +477,16 @@ def test_tasks_carry_no_credentials() -> None:
     from distributed.protocol.pickle import dumps
 
     assert ffmpeg_exe().encode() not in dumps(settings)  # each worker resolves its own
+
+
+def test_process_workers_undo_a_fixed_malloc_trim_threshold() -> None:
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which cost the process
+    stage 45 % more CPU per track (bench/RESULTS.md, "Dask"); its workers set glibc back to
+    its default steady state, and leave a process alone whose environment fixed nothing."""
+    code = "from deepcurator.stages import process; print(process._reuse_freed_memory())"
+    env = cli_env()
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)  # the in-process cluster's nanny may have set it here
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    dask_like = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TRIM_THRESHOLD_": "65536"},
+                               capture_output=True, text=True, check=True)
+    assert (plain.stdout.strip(), dask_like.stdout.strip()) == ("False", "True")

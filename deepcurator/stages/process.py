@@ -77,16 +77,42 @@ def done_ids(store: Store) -> set[str]:
 
 _threads_limited = False
 
+# glibc's mallopt parameters (<malloc.h>) and the steady state of its default, dynamic policy
+# on 64-bit: blocks up to 32 MiB come from the heap, which keeps up to 64 MiB of freed top.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+
 
 def _one_thread_per_worker() -> None:
     """Pin BLAS (and OpenMP) pools to one thread in this process: the stage's parallelism
-    is one track per worker, and nested thread pools would oversubscribe the cores."""
+    is one track per worker, and nested thread pools would oversubscribe the cores. Also
+    undo a fixed ``MALLOC_TRIM_THRESHOLD_`` (:func:`_reuse_freed_memory`)."""
     global _threads_limited
     if not _threads_limited:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1)
+        _reuse_freed_memory()
         _threads_limited = True
+
+
+def _reuse_freed_memory() -> bool:
+    """Give glibc back the steady state of its default allocation policy when the environment
+    fixed its thresholds (Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``,
+    which also freezes the mmap threshold at 128 KiB): then each track's large arrays (the
+    decoded samples, the spectrogram) are mapped fresh and page-faulted in, and the stage took
+    45 % more CPU per track on Dask workers than in the local pool (bench/RESULTS.md, "Dask").
+    True when it was changed; nothing happens on other systems."""
+    if not any(name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def track_features(path: str | os.PathLike[str], cfg: ProcessConfig) -> np.ndarray:
