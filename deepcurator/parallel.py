@@ -2,7 +2,8 @@
 
 Per-track stages (download, process) take any :class:`concurrent.futures.Executor`: a
 local pool by default, or a Dask ``distributed`` executor when ``executor.dask_scheduler``
-is set (README, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these.
+is set (:mod:`deepcurator.cluster`; docs/REFERENCE.md, "Scaling out on a Dask cluster").
+:mod:`deepcurator.stagerun` builds a stage's run on these.
 Process pools use the *spawn* start method, since TensorFlow and other threaded libraries are
 not fork-safe, and their workers end when the process that started them dies, even by SIGKILL
 (:func:`_die_with_parent`).
@@ -25,6 +26,7 @@ from typing import Any, TypeVar, cast
 from tqdm import tqdm
 
 from deepcurator.config import Config
+from deepcurator.store import Store
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,19 +44,20 @@ def default_workers() -> int:
 
 
 @contextlib.contextmanager
-def make_executor(cfg: Config, workers: int, kind: str = "process") -> Iterator[Executor]:
+def make_executor(cfg: Config, workers: int, kind: str = "process", store: Store | None = None) -> Iterator[Executor]:
     """An executor for per-item work.
 
     ``kind`` is ``"process"`` (CPU-bound work, spawn start method) or ``"thread"``
     (I/O-bound work). With ``executor.dask_scheduler`` set, a Dask client executor is used
-    instead, whatever ``kind``; its tasks are submitted with ``pure=False`` so identical
-    calls with side effects are not deduplicated.
+    instead, whatever ``kind`` (:func:`deepcurator.cluster.connect`: ``store``, where the
+    tasks write, must then be one every worker reaches); its tasks are submitted with
+    ``pure=False`` so identical calls with side effects are not deduplicated.
     """
     if cfg.executor.dask_scheduler:
-        from distributed import Client
+        from deepcurator.cluster import connect
 
-        with Client(cfg.executor.dask_scheduler) as client:
-            yield client.get_executor(pure=False)
+        with connect(cfg, store) as client_executor:
+            yield client_executor
         return
     workers = max(1, workers)
     pool: Executor = ThreadPoolExecutor(max_workers=workers) if kind == "thread" else process_pool(workers)

@@ -121,10 +121,16 @@ def conforms(value: Any, schema: dict[str, Any], doc: dict[str, Any]) -> list[st
     """Where ``value`` breaks ``schema`` (the subset of JSON Schema the document uses)."""
     if "$ref" in schema:
         schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
-    kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
-    kind = schema.get("type")
-    if kind and (not isinstance(value, kinds[kind]) or (kind in ("number", "integer") and isinstance(value, bool))):
-        return [f"{value!r} is not {kind}"]
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float),
+             "null": type(None)}
+    allowed = schema.get("type") or []
+    allowed = allowed if isinstance(allowed, list) else [allowed]
+    if value is None and "null" in allowed:
+        return []
+    kind = next((k for k in allowed if isinstance(value, kinds[k])
+                 and not (k in ("number", "integer") and isinstance(value, bool))), None)
+    if allowed and kind is None:
+        return [f"{value!r} is not {' or '.join(allowed)}"]
     problems = []
     if "enum" in schema and value not in schema["enum"]:
         problems.append(f"{value!r} not in {schema['enum']}")
@@ -147,6 +153,8 @@ def same_shape(a: Any, b: Any) -> bool:
         return isinstance(b, dict) and a.keys() == b.keys() and all(same_shape(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return isinstance(b, list) and all(same_shape(x, y) for x, y in zip(a, b, strict=False))
+    if a is None or b is None:  # a nullable field: null in one, a value in the other
+        return True
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b)
     if isinstance(a, (int, float)):

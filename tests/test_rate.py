@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deepcurator import shipped
 from deepcurator.config import from_dict
 from deepcurator.serving.rating import Output, sorted_rows
 from deepcurator.serving.scoring import Scorer, score_file
@@ -44,7 +45,8 @@ def test_rate_folder_table_csv_and_json(music: Path, tiny_model: Path, tiny_scor
                    cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"model run {RUN_ID}, aggregation mean"
+    assert lines[0].startswith(f"model run {RUN_ID} (sha256 {shipped.file_sha256(tiny_model)}), trained on unknown")
+    assert lines[0].endswith("; aggregation mean")
     table = [line.split() for line in lines[2:4]]
     expected = {str(music / "sub" / "track.mp3"): score_file(tiny_scorer, music / "sub" / "track.mp3").score,
                 str(music / "song.wav"): score_file(tiny_scorer, music / "song.wav").score}

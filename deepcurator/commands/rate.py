@@ -57,9 +57,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     result = rate(files, scorer, cfg.serve, workers=args.workers, output=output, rescore=args.rescore)
     rows = [asdict(r) for r in result.rated]
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps({**result.to_json(), "model": scorer.info.to_json()}, indent=2))
     else:
-        print(f"model run {result.run_id}, aggregation {result.aggregation}")
+        print(f"model {scorer.info.line()}, from {scorer.origin}; aggregation {result.aggregation}")
         print(format_table(rows))
         for f in result.failed:
             print(f"failed   {f.file}: {f.detail}")

@@ -3,7 +3,7 @@ With --production: gunicorn with the shipped settings (deepcurator/serving/gunic
 threaded workers, timeouts that cover the model's start, graceful shutdown, recycling,
 TensorFlow threads per worker, metrics across workers), the same as
 gunicorn -c python:deepcurator.serving.gunicorn_conf deepcurator.serving.wsgi:app
-(README, "Serving and rating")."""
+(docs/REFERENCE.md, "Serving and rating")."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.model:
-        cfg.serve.model = args.model
+        cfg.set_by_flag("serve.model", args.model, "--model")
     host = args.host or cfg.serve.host
     port = args.port if args.port is not None else cfg.serve.port
     if args.production:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
     app = create_app(cfg)
     scorer = app.extensions["deepcurator_scorer"]
-    print(f"serve: model run {scorer.run_id} loaded in {scorer.load_seconds:.1f} s; "
+    print(f"serve: model {scorer.info.line()}, from {scorer.origin}; loaded in {scorer.load_seconds:.1f} s; "
           f"listening on http://{host}:{port}/ (POST /predict, GET /health, /metrics, /openapi.json)", flush=True)
     if cfg.serve.access_log != "off":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the access log has each request, with its id
@@ -56,7 +56,7 @@ def _production(args: argparse.Namespace, cfg: Config, host: str, port: int) -> 
     if sys.platform == "win32":
         raise ConfigError("gunicorn does not run on Windows; there, run "
                           "`pip install waitress` and `waitress-serve --listen=127.0.0.1:5000 "
-                          "deepcurator.serving.wsgi:app` (README, \"Serving and rating\")")
+                          "deepcurator.serving.wsgi:app` (docs/REFERENCE.md, \"Serving and rating\")")
     from deepcurator.serving.scoring import resolve_model
 
     resolve_model(cfg)

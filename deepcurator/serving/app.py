@@ -6,7 +6,7 @@ server refuses to start) and serves:
 - ``POST /predict`` (multipart field ``audio``, any format ffmpeg reads): JSON
   ``{score, label, duration_s, run_id, truncated, slices: [{start, end, score}]}``, or the bare
   score with ``Accept: text/plain`` or ``?format=text``;
-- ``GET /health``: ``{status, model_loaded, run_id, version, aggregation}``;
+- ``GET /health``: ``{status, model_loaded, run_id, version, aggregation, model}``;
 - ``GET /metrics``: the Prometheus text format (:mod:`deepcurator.serving.metrics`);
 - ``GET /openapi.json``: the API described in OpenAPI 3.1, with examples
   (:mod:`deepcurator.serving.openapi`);
@@ -16,7 +16,12 @@ Every answer carries an ``X-Request-ID`` header (the client's, when it sent a pl
 a new one), and each request is one line of the access log (``serve.access_log``: ``text``,
 ``json`` lines, or ``off``) with that id.
 
-Bad uploads are JSON errors, never a 500 (the README has the table of errors). The server
+``model`` (in /health and in every JSON answer) says which model it is: ``{run_id, sha256,
+trained_on, synthetic_demo}`` (the first 12 hex digits of the sha256 of its ``model.keras``;
+whether it was trained on the synthetic demo corpus), and /health adds ``source``, where the
+server found it. The page says the same in words.
+
+Bad uploads are JSON errors, never a 500 (docs/REFERENCE.md, "Serving and rating", has the table of errors). The server
 reads nothing but the upload: the temporary copy has no name of the client's, and the
 decoders accept only audio containers that read the file itself (:mod:`deepcurator.audio`).
 A refused upload is answered promptly: what is left of its body is read (at most
@@ -137,14 +142,17 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
     def openapi_document() -> Any:
         return jsonify(openapi.document(s))
 
+    model = scorer.info.to_json()
+
     @app.get("/health")
     def health() -> Any:
         return jsonify({"status": "ok", "model_loaded": True, "run_id": scorer.run_id, "version": __version__,
-                        "aggregation": scorer.aggregation})
+                        "aggregation": scorer.aggregation, "model": {**model, "source": scorer.origin}})
 
     @app.get("/")
     def index() -> Any:
-        return render_template("index.html", run_id=scorer.run_id, max_upload_mb=s.max_upload_mb, version=__version__)
+        return render_template("index.html", run_id=scorer.run_id, max_upload_mb=s.max_upload_mb, version=__version__,
+                               model=scorer.info)
 
     @app.post("/predict")
     def predict() -> Any:
@@ -184,7 +192,7 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
             Path(tmp).unlink(missing_ok=True)
         if _wants_text():
             return Response(f"{result.score:.2f}\n", mimetype="text/plain")
-        return jsonify(result.to_json(scorer.run_id))
+        return jsonify(result.to_json(scorer.run_id, model))
 
     return app
 

@@ -26,7 +26,7 @@
   worker and thread counts (defaults 2 and 4).
 
 Behind the internet, put a proxy that buffers request bodies (nginx does by default) in
-front: gunicorn then only ever sees whole uploads (README, "Serving").
+front: gunicorn then only ever sees whole uploads (docs/REFERENCE.md, "Serving and rating").
 """
 
 from __future__ import annotations

@@ -12,13 +12,18 @@ from typing import Any
 from deepcurator import __version__
 from deepcurator.config import ServeConfig
 
+MODEL_EXAMPLE: dict[str, Any] = {"run_id": "20260101-120000", "sha256": "3f1c9a0b7d2e", "trained_on": "demo corpus",
+                                 "synthetic_demo": True}
 PREDICTION_EXAMPLE: dict[str, Any] = {
     "score": 63.18, "label": "good", "duration_s": 95.0, "run_id": "20260101-120000", "truncated": False,
     "slices": [{"start": 0.0, "end": 29.98, "score": 58.2}, {"start": 29.98, "end": 59.95, "score": 71.03},
                {"start": 59.95, "end": 89.93, "score": 60.31}],
+    "model": MODEL_EXAMPLE,
 }
 HEALTH_EXAMPLE: dict[str, Any] = {"status": "ok", "model_loaded": True, "run_id": "20260101-120000",
-                                  "version": __version__, "aggregation": "mean"}
+                                  "version": __version__, "aggregation": "mean",
+                                  "model": {**MODEL_EXAMPLE, "source": "model/model.keras (the store data has no "
+                                                                      "finished run)"}}
 METRICS_EXAMPLE = """\
 # HELP deepcurator_http_requests_total HTTP requests answered, by route, method and status
 # TYPE deepcurator_http_requests_total counter
@@ -135,20 +140,34 @@ def document(s: ServeConfig) -> dict[str, Any]:
                     "run_id": {"type": "string", "description": "the training run of the model"},
                     "truncated": {"type": "boolean", "description": "only the first serve.max_duration_s scored"},
                     "slices": {"type": "array", "items": {"$ref": "#/components/schemas/Slice"}},
+                    "model": {"$ref": "#/components/schemas/Model"},
                 },
             },
+            "Model": {"type": "object", "required": ["run_id", "sha256", "trained_on", "synthetic_demo"],
+                      "description": "which model answered",
+                      "properties": {
+                          "run_id": {"type": "string"},
+                          "sha256": {"type": "string", "description": "the first 12 hex digits of the sha256 of "
+                                                                      "its model.keras"},
+                          "trained_on": {"type": ["string", "null"], "description": "the data it was trained on"},
+                          "synthetic_demo": {"type": ["boolean", "null"],
+                                             "description": "whether that was the synthetic demo corpus"},
+                          "source": {"type": "string", "description": "/health only: where the server found it"},
+                      }},
             "Slice": {"type": "object", "required": ["start", "end", "score"], "properties": {
                 "start": {"type": "number", "description": "seconds"},
                 "end": {"type": "number", "description": "seconds"},
                 "score": {"type": "number", "minimum": 0, "maximum": 100},
             }},
-            "Health": {"type": "object", "required": ["status", "model_loaded", "run_id", "version", "aggregation"],
+            "Health": {"type": "object", "required": ["status", "model_loaded", "run_id", "version", "aggregation",
+                                                     "model"],
                        "properties": {
                            "status": {"type": "string", "enum": ["ok"]},
                            "model_loaded": {"type": "boolean"},
                            "run_id": {"type": "string"},
                            "version": {"type": "string"},
                            "aggregation": {"type": "string", "enum": ["mean", "median", "topk"]},
+                           "model": {"$ref": "#/components/schemas/Model"},
                        }},
             "Error": {"type": "object", "required": ["error", "status"], "properties": {
                 "error": {"type": "string", "description": "one line saying what was wrong"},

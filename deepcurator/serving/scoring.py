@@ -3,6 +3,8 @@
 - :func:`resolve_model` turns ``serve.model`` into a local ``.keras`` file and a run id:
   ``runs/latest`` (the pointer the trainer writes in the store), ``runs/<run_id>``, a local
   ``.keras`` path, or an ``http(s)://`` / ``s3://`` URL (downloaded once into a cache folder).
+  When ``serve.model`` is left at its default and the store has no finished run, the exported
+  model in ``model/`` (``deepcurator export``; :mod:`deepcurator.shipped`) is used instead.
 - :class:`Scorer` loads the model once, freezes it into a constant-folded graph (a compiled
   ``tf.function``: ``model.predict`` costs about 130 ms more per call), warms it with one call
   and runs one inference at a time under a lock (Keras models are not thread-safe).
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcurator import features, runs
+from deepcurator import features, runs, shipped
 from deepcurator.config import Config
 from deepcurator.errors import ConfigError, InputError, StoreError, TooLong
 from deepcurator.features import N_MELS, SLICE_FRAMES
@@ -38,14 +40,19 @@ logger = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HASH_GOT = re.compile(r"but got ([0-9a-f]{64})")
 HOW_TO_GET_ONE = "train one with `deepcurator train` (or run `make demo`), or set serve.model to a .keras file or URL"
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model file on this machine and the run it came from."""
+    """A model file on this machine, the run it came from, what that run was trained on (None:
+    not known) and where it was found (``runs/latest in the store data``, a path, a URL)."""
 
     path: Path
     run_id: str
+    trained_on: str | None = None
+    synthetic: bool | None = None
+    origin: str = ""
 
 
 def cache_dir(cfg: Config) -> Path:
@@ -142,8 +149,9 @@ def _download_url(cfg: Config, url: str, sha256: str | None = None) -> Path:
         raise ConfigError(f"serve.model {plain}: cannot download ({type(exc).__name__}); {HOW_TO_GET_ONE}") from None
 
 
-def _from_store(cfg: Config, spec: str) -> ModelSource:
-    """``runs/latest`` or ``runs/<run_id>`` in the configured store."""
+def _from_store(cfg: Config, spec: str, fallback: bool = False) -> ModelSource:
+    """``runs/latest`` or ``runs/<run_id>`` in the configured store; with ``fallback``, the
+    exported ``model/model.keras`` when the store has no finished run."""
     from deepcurator.store import open_store
 
     store = open_store(cfg)
@@ -152,7 +160,14 @@ def _from_store(cfg: Config, spec: str) -> ModelSource:
         if run_id == "latest":
             latest = runs.read_latest(store)
             if latest is None:
-                raise ConfigError(f"no model: {runs.LATEST} is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
+                exported = shipped.model_file() if fallback else None
+                if exported is not None:
+                    return _with_identity(ModelSource(
+                        exported, exported.parent.name, origin=f"{exported} (the store {store.describe()} has no "
+                                                               "finished run)"))
+                nor = f" and there is no exported {shipped.MODEL_DIR}/{shipped.MODEL_FILE}" if fallback else ""
+                raise ConfigError(f"no model: {runs.LATEST} is not in the store {store.describe()}{nor}; "
+                                  f"{HOW_TO_GET_ONE}")
             run_id = latest
         key = runs.key(run_id, runs.MODEL)
         if not store.exists(key):
@@ -162,9 +177,20 @@ def _from_store(cfg: Config, spec: str) -> ModelSource:
             local = _cached(cfg, f"{run_id}.keras", f"{store.describe()}/{key}")
             if not local.is_file():
                 store.get_file(key, local)
+        trained_on, synthetic = shipped.trained_on(runs.read_config(store, run_id))
     except StoreError as exc:
         raise ConfigError(f"no model: {exc}; {HOW_TO_GET_ONE}") from None
-    return ModelSource(local, run_id)
+    return ModelSource(local, run_id, trained_on, synthetic, origin=f"runs/{run_id} in the store {store.describe()}")
+
+
+def _with_identity(source: ModelSource) -> ModelSource:
+    """``source`` with the run id and data source an export recorded beside the file
+    (``model.json``), when there is one."""
+    info = shipped.read_model_info(source.path.parent)
+    if not info or info.get("model_file", shipped.MODEL_FILE) != source.path.name:
+        return source
+    return dataclasses.replace(source, run_id=str(info.get("run_id") or source.run_id),
+                               trained_on=info.get("trained_on"), synthetic=info.get("synthetic_demo"))
 
 
 def resolve_model(cfg: Config, spec: str | None = None) -> ModelSource:
@@ -173,19 +199,21 @@ def resolve_model(cfg: Config, spec: str | None = None) -> ModelSource:
     Raises :class:`ConfigError` with a one-line message saying how to get a model when
     there is none.
     """
+    # The exported model/ stands in only for the default: a model the user named is that model.
+    fallback = spec is None and cfg.origin("serve.model") == "default"
     spec = (spec or cfg.serve.model).strip()
     scheme = urllib.parse.urlparse(spec).scheme
     if scheme in ("http", "https", "s3"):
         path = _download_url(cfg, spec, pinned_sha256(cfg, spec))
-        return ModelSource(path, Path(urllib.parse.urlparse(spec).path).stem)
+        return ModelSource(path, Path(urllib.parse.urlparse(spec).path).stem, origin=spec)
     if spec.startswith("runs/"):
-        return _from_store(cfg, spec)
+        return _from_store(cfg, spec, fallback=fallback and spec == runs.LATEST)
     path = Path(spec).expanduser()
     if path.suffix == ".keras":
         if not path.is_file():
             raise ConfigError(f"no model: {path} does not exist; {HOW_TO_GET_ONE}")
         run_id = path.parent.name if path.name == "model.keras" and path.parent.name else path.stem
-        return ModelSource(path, run_id)
+        return _with_identity(ModelSource(path, run_id, origin=str(path)))
     raise ConfigError(
         f"serve.model {spec!r} is not runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL; {HOW_TO_GET_ONE}"
     )
@@ -245,6 +273,9 @@ class Scorer:
         started = time.monotonic()
         self.run_id = source.run_id
         self.path = source.path
+        self.origin = source.origin or str(source.path)
+        self.info = shipped.ModelInfo(source.run_id, shipped.file_sha256(source.path),
+                                      source.trained_on or UNKNOWN, source.synthetic)
         self.aggregation = aggregation
         self.top_k = top_k
         try:
@@ -310,13 +341,16 @@ class TrackScore:
     slices: list[tuple[float, float, float]]
     timings: Timings = dataclasses.field(default_factory=Timings, compare=False)
 
-    def to_json(self, run_id: str) -> dict[str, object]:
-        """The /predict answer (scores with two decimals)."""
-        return {
+    def to_json(self, run_id: str, model: dict[str, object] | None = None) -> dict[str, object]:
+        """The /predict answer (scores with two decimals); ``model``: which model scored it."""
+        answer: dict[str, object] = {
             "score": round(self.score, 2), "label": self.label, "duration_s": round(self.duration_s, 2),
             "run_id": run_id, "truncated": self.truncated,
             "slices": [{"start": round(a, 2), "end": round(b, 2), "score": round(s, 2)} for a, b, s in self.slices],
         }
+        if model is not None:
+            answer["model"] = model
+        return answer
 
 
 def _decode_limit(max_duration_s: float | None, over_duration: str) -> float | None:

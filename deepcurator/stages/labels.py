@@ -18,10 +18,15 @@ linked from several releases takes the **highest** score among them (a video cou
 sought-after when any release that carries it is), so every id gets exactly one label.
 Ids are ranked by score (ties broken by id, so the input's row order does not matter);
 the top ``n`` are good (1), the bottom ``n`` not-good (0).
+
+A relative ``labels.dataset`` is read from the working directory, else from the project's
+folder, where the repository ships the original's table (:mod:`deepcurator.shipped`): so
+``python create_labels.py`` with no arguments labels the shipped ``dataset.csv``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepcurator import layout, plots
+from deepcurator import layout, plots, shipped
 from deepcurator.config import LabelsConfig
 from deepcurator.errors import InputError
 from deepcurator.store import Store
@@ -37,6 +42,8 @@ from deepcurator.youtube import VIDEO_ID
 
 COLUMNS = ("discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id")
 NUMERIC = ("have", "want", "rating_average", "rating_count", "price")
+
+logger = logging.getLogger(__name__)
 
 
 def check(params: LabelsConfig) -> None:
@@ -183,6 +190,20 @@ class LabelsRun:
                 f"{self.n} not-good -> {self.destination} ({self.elapsed_s:.1f} s)")
 
 
+def locate_dataset(name: str) -> Path:
+    """The table ``labels.dataset`` names: the path itself when it exists or is absolute, else
+    the same relative path in the project's folder (the shipped ``dataset.csv``), said in a log
+    line; else the path as given (and :func:`read_dataset` says it is not found)."""
+    path = Path(name).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    found = shipped.find(path)
+    if found is not None and found.is_file():
+        logger.info("labels: no %s in the working directory; reading the project's %s", path, found)
+        return found
+    return path
+
+
 def read_dataset(path: Path) -> pd.DataFrame:
     """The Discogs table at ``path``; :class:`InputError` when it is missing or not a CSV."""
     if not path.is_file():
@@ -197,7 +218,7 @@ def run(params: LabelsConfig, store: Store) -> LabelsRun:
     """Score ``params.dataset`` and write ``labels.csv``, ``scores.csv`` and
     ``labels_scores.png`` to ``store`` (atomically, each)."""
     started = time.monotonic()
-    df = read_dataset(Path(params.dataset))
+    df = read_dataset(locate_dataset(params.dataset))
     result = make_labels(df, params)
     store.put_bytes(layout.LABELS, result.labels[["youtube_id", "label"]].to_csv(index=False).encode())
     store.put_bytes(layout.SCORES, result.scores.to_csv(index=False, float_format="%.6f").encode())

@@ -1,5 +1,5 @@
 """Scoring a model: predictions at slice and track level and the metrics of the report
-(README, "Training and evaluation").
+(docs/REFERENCE.md, "Training and evaluation").
 
 A track's score is the mean of its slices' scores, exactly as the server computes it (the
 server reports it × 100; metrics use the 0..1 probability). The maths is in pure functions

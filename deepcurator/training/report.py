@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepcurator import plots, runs
+from deepcurator import plots, runs, shipped
 from deepcurator.config import Config
 from deepcurator.scratch import scratch_dir
 from deepcurator.store import Store
@@ -33,6 +33,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     tc = runs.read_train_config(store, run_id)
     state = runs.read_state(store, run_id) or {}
     splits = runs.read_splits(store, run_id)
+    trained_on, synthetic = shipped.trained_on(runs.read_config(store, run_id))
     with scratch_dir("eval") as tmp:
         store.get_file(runs.key(run_id, runs.MODEL), Path(tmp) / runs.MODEL)
         model = keras.saving.load_model(Path(tmp) / runs.MODEL)
@@ -50,7 +51,8 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "run_id": run_id,
         "model": {"width": tc.width, "params": int(model.count_params())},
-        "data": {"class_balance": class_balance(splits),
+        "data": {"trained_on": trained_on, "synthetic_demo": synthetic,
+                 "class_balance": class_balance(splits),
                  "slices": {name: len(items[name]) for name in items},
                  "tracks_with_features": {name: len(parts[name]) for name in parts}},
         "training": {k: state.get(k) for k in ("epoch", "best_epoch", "best_val_roc_auc", "bad_epochs",
@@ -71,6 +73,14 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
         | {"baseline tracks": metrics["baseline"]["test"]["track"]["reliability"]}))
     store.put_bytes(runs.key(run_id, "MODEL_CARD.md"), model_card(metrics, tc.__dict__, state).encode())
     return metrics
+
+
+def _synthetic_note(synthetic: bool | None) -> str:
+    if not synthetic:
+        return ""
+    return (" **This model has never heard real music**: the corpus is synthesised and its Discogs\n"
+            "statistics made up, so its scores say nothing about real tracks (model/README.md says how the real\n"
+            "model is made).")
 
 
 def _calibration_line(cal: dict | None) -> str:
@@ -120,6 +130,7 @@ that reads 30-s log-mel slices (128 mel bands × 1,291 frames, dB) and outputs t
 that a track is in the "good" class. A track's score is the mean of its slices' scores × 100.
 
 ## Data and labels
+Trained on {metrics['data'].get('trained_on', 'unknown')}.{_synthetic_note(metrics['data'].get('synthetic_demo'))}
 Labels come from Discogs statistics of the releases that link each YouTube video: the
 want/have ratio, the Bayesian-weighted rating and the price, combined into one score; the
 top N ids are "good" (1), the bottom N "not-good" (0). Splits are by track (no track has
