@@ -5,14 +5,11 @@ pinned models (a wrong sha256 is refused)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import logging
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import pytest
 import requests
 
 from deepcurator.config import from_dict
+from deepcurator.demo.loopback import file_server
 from deepcurator.demo.pipeline import free_port
 from deepcurator.demo.server_process import stop, wait_until_healthy
 from deepcurator.errors import ConfigError
@@ -228,11 +226,8 @@ def test_openapi_examples_are_the_real_answers(tiny_scorer: Scorer, audio_set: d
 @pytest.fixture
 def model_server(tiny_model: Path) -> Iterator[str]:
     """The folder of ``tiny_model`` over HTTP on loopback."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tiny_model.parent))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
+    with file_server(tiny_model.parent) as server:
+        yield server.url
 
 
 def test_pinned_url_model(model_server: str, tiny_model: Path, tmp_path: Path) -> None:

@@ -3,9 +3,6 @@ and scoring: the same numbers as the model on features.model_input of the same f
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,7 @@ import pytest
 
 from deepcurator import audio, features, shipped
 from deepcurator.config import Config, from_dict
+from deepcurator.demo.loopback import file_server
 from deepcurator.errors import ConfigError, TooLong
 from deepcurator.scores import aggregate
 from deepcurator.serving.scoring import ModelSource, Scorer, TooShort, resolve_model, score_file
@@ -73,20 +71,18 @@ def test_serve_without_a_model_refuses_to_start(tmp_path: Path) -> None:
 
 def test_model_from_http_url_and_s3_url(s3_endpoint: str, tiny_model: Path, tmp_path: Path) -> None:
     """An http:// URL (a real HTTP server on loopback) and an s3:// URL are downloaded once."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tiny_model.parent))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    server = file_server(tiny_model.parent).start()
     cfg = from_dict({"serve": {"model_cache_dir": str(tmp_path / "cache")},
                      "s3": {"bucket": "models", "endpoint_url": s3_endpoint, "region": "us-east-1",
                             "access_key": "testing", "secret": "testing"}})
     try:
-        src = resolve_model(cfg, f"http://127.0.0.1:{httpd.server_port}/model.keras")
+        src = resolve_model(cfg, f"{server.url}/model.keras")
         assert src.path.read_bytes() == tiny_model.read_bytes()
         with pytest.raises(ConfigError, match="HTTP 404"):
-            resolve_model(cfg, f"http://127.0.0.1:{httpd.server_port}/missing.keras")
+            resolve_model(cfg, f"{server.url}/missing.keras")
     finally:
-        httpd.shutdown()
-    assert resolve_model(cfg, f"http://127.0.0.1:{httpd.server_port}/model.keras").path == src.path  # cached
+        server.stop()
+    assert resolve_model(cfg, f"{server.url}/model.keras").path == src.path  # cached
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")

@@ -36,10 +36,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from deepcurator.audio import ffmpeg_exe
+from deepcurator.demo.loopback import LoopbackServer, QuietHandler
 
 CODECS = {
     ".mp3": ["-c:a", "libmp3lame", "-b:a", "128k"],
@@ -74,7 +74,7 @@ def make_audio(path: Path, seconds: float, sr: int = 44100, channels: int = 2, f
 TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".ogg": "audio/ogg", ".flac": "audio/flac", ".wav": "audio/wav"}
 
 
-class MediaServer:
+class MediaServer(LoopbackServer):
     """Serves the audio files of ``root`` (see the module docstring) on a free loopback port."""
 
     def __init__(self, root: Path, stall_s: float = 30.0, latency_s: float = 0.0,
@@ -97,12 +97,7 @@ class MediaServer:
         self._stop = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self) -> None:
                 self.respond(body=False)
 
@@ -164,19 +159,11 @@ class MediaServer:
                     return
                 self.wfile.write(data)
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # clients that hang up (timeouts on purpose) are not errors here
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url_template(self) -> str:
-        port = self.httpd.server_address[1]
-        return f"http://127.0.0.1:{port}/media/{{id}}"
+        return f"{self.url}/media/{{id}}"
 
     def wait_held(self, ids: int, timeout: float) -> bool:
         """Wait until requests for ``ids`` different ids are held; False after ``timeout`` s."""
@@ -187,12 +174,7 @@ class MediaServer:
         """Answer the held requests (to whoever still listens) and hold nothing from now on."""
         self._released.set()
 
-    def __enter__(self) -> MediaServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()

@@ -19,10 +19,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
+
+from deepcurator.demo.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass
@@ -54,28 +56,20 @@ class ApiServer:
         self.release_block = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:  # quiet
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 server.handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.loopback = LoopbackServer(Handler)
+        self.url = self.loopback.url
 
     def __enter__(self) -> ApiServer:
-        self.thread.start()
+        self.loopback.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release_block.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.loopback.stop()
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: dict[str, Any], used: int) -> None:
         data = json.dumps(body).encode()
