@@ -102,11 +102,26 @@ def test_reduced_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
     assert roc_auc_score(test["label"], test["score"]) == pytest.approx(cnn, abs=1e-3)
     assert roc_auc_score(test["label"], test["baseline_score"]) == pytest.approx(baseline, abs=1e-3)
 
+    # both baselines, bootstrap intervals around every test AUC and the paired differences
+    strong = metrics["strong_baseline"]["test"]["track"]["roc_auc"]
+    assert roc_auc_score(test["label"], test["strong_baseline_score"]) == pytest.approx(strong, abs=1e-3)
+    boot = metrics["intervals"]
+    assert boot["resamples"] >= 2000 and boot["used"] > 1900
+    lo, hi = boot["models"]["CNN"]["roc_auc"]
+    assert lo <= cnn <= hi
+    assert set(boot["differences"]) == {"CNN − band-statistics baseline", "CNN − strong baseline"}
+    assert metrics["aggregation"]["method"] == "mean"
+    assert metrics["test_scored"]["times"] == 2  # once at the end of train, once by evaluate
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "The data is synthetic" in card and "has been scored 2 times" in card
+
     # train, evaluate (from the store) and the final summary report the same test ROC-AUC.
     assert f"test tracks ROC-AUC {cnn:.3f}" in out, out[-5000:]
     assert re.search(rf"test tracks n={len(test)}: ROC-AUC {cnn:.3f} .*\(baseline ROC-AUC {baseline:.3f}\)", out)
-    assert (f"test split, track level: ROC-AUC {cnn:.3f} "
-            f"(baseline, logistic regression on band statistics: {baseline:.3f})") in out
+    assert re.search(rf"    CNN: test tracks n={len(test)} ROC-AUC {cnn:.3f} \[", out)
+    assert re.search(rf"    band-statistics baseline: test tracks n={len(test)} ROC-AUC {baseline:.3f} \[", out)
+    assert re.search(rf"    strong baseline: test tracks n={len(test)} ROC-AUC {strong:.3f} \[", out)
+    assert "    CNN − strong baseline: ROC-AUC " in out
 
     # serve: a held-out track POSTed to the running server gets the score evaluation gave it.
     posted = re.search(r"curl -X POST -F audio=@(\S+) ", out)
