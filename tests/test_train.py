@@ -256,6 +256,11 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     assert "sought-after on Discogs" in card and "ROC-AUC" in card
     cal = metrics["training"]["calibration"]
     assert cal["method"].startswith("Platt") and f"{cal['a']:.3f}" in card  # the served model is calibrated
+    assert metrics["test_scored"]["times"] == 1 and "has been scored 1 time**" in card
+    from deepcurator.training.mir_baseline import GRID
+
+    assert metrics["strong_baseline"]["setting"] in [dict(g) for g in GRID]
+    assert metrics["intervals"]["resamples"] == 2000 and metrics["aggregation"]["method"] == "mean"
 
     # The stored model, reloaded, gives the scores recorded in predictions.csv.
     model_path = tmp_path / "model.keras"
@@ -275,8 +280,10 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test tracks" in proc.stdout
     again = json.loads(store.get_bytes("runs/r1/metrics.json"))
-    for key in ("val", "test", "baseline", "data", "training"):
+    for key in ("val", "test", "baseline", "strong_baseline", "intervals", "aggregation", "data", "training"):
         assert _close(again[key], metrics[key]), key
+    assert again["test_scored"]["times"] == 2  # evaluate counts every scoring of the test split
+    assert "CNN − strong baseline: ROC-AUC" in proc.stdout and "scored 2 time(s)" in proc.stdout
 
 
 def _close(a: object, b: object) -> bool:

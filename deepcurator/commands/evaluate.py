@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from deepcurator import runs
     from deepcurator.store import open_store
-    from deepcurator.training.report import evaluate_run, summary_lines
+    from deepcurator.summary import summary_lines
+    from deepcurator.training.report import evaluate_run
 
     store = open_store(cfg)
     run_id = runs.resolve(store, args.run)

@@ -171,7 +171,7 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     finally:
         stop(server)
 
-    from deepcurator.training.report import summary_lines
+    from deepcurator.summary import summary_lines
 
     report(f"\n\033[1mDemo finished\033[0m in {time.monotonic() - started:.0f} s")
     report("  test split, track level, 95 % bootstrap intervals (a synthetic corpus: see the model card):")

@@ -76,8 +76,3 @@ def bootstrap(y: np.ndarray, scores: dict[str, np.ndarray], pairs: list[tuple[st
             m: {"estimate": round(point[a][m] - point[b][m], 4), "interval": _interval(boot[a][m] - boot[b][m])}
             for m in ("roc_auc", "pr_auc")}
     return out
-
-
-def fmt_interval(interval: list[float] | None) -> str:
-    """``[lo, hi]`` as ``"[0.812, 0.934]"`` (``"n/a"`` when None)."""
-    return "n/a" if not interval else f"[{interval[0]:.3f}, {interval[1]:.3f}]"

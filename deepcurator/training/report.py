@@ -130,31 +130,6 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     return metrics
 
 
-def summary_lines(metrics: dict[str, Any]) -> list[str]:
-    """Test track ROC-AUC and PR-AUC of the CNN and both baselines with their 95 % intervals,
-    and the paired differences: what ``evaluate`` and the demo print."""
-    from deepcurator.training.intervals import fmt_interval
-
-    boot = metrics.get("intervals", {})
-    sources = {"CNN": metrics["test"], "band-statistics baseline": metrics["baseline"]["test"],
-               "strong baseline": metrics.get("strong_baseline", {}).get("test")}
-    lines = []
-    for name, m in sources.items():
-        if not m:
-            continue
-        t = m["track"]
-        iv = boot.get("models", {}).get(name, {})
-        lines.append(f"{name}: test tracks n={t['n']} ROC-AUC {_opt(t['roc_auc'])} {fmt_interval(iv.get('roc_auc'))}, "
-                     f"PR-AUC {_opt(t['pr_auc'])} {fmt_interval(iv.get('pr_auc'))}")
-    for pair, d in boot.get("differences", {}).items():
-        lines.append(f"{pair}: ROC-AUC {d['roc_auc']['estimate']:+.3f} {fmt_interval(d['roc_auc']['interval'])}, "
-                     f"PR-AUC {d['pr_auc']['estimate']:+.3f} {fmt_interval(d['pr_auc']['interval'])}")
-    if boot:
-        lines.append(f"(95 % percentile-bootstrap intervals over test tracks, {boot['used']} of {boot['resamples']} "
-                     "resamples with both classes; differences paired)")
-    return lines
-
-
 def _calibration_line(cal: dict | None) -> str:
     if not cal:
         return "The scores are the network's raw outputs (no calibration)."
@@ -209,7 +184,7 @@ def _shared_line(labels: dict[str, Any] | None) -> str:
 
 
 def _interval_rows(metrics: dict[str, Any]) -> str:
-    from deepcurator.training.intervals import fmt_interval
+    from deepcurator.summary import fmt_interval
 
     boot = metrics.get("intervals") or {}
     if not boot.get("models"):
@@ -324,3 +299,4 @@ research tool and a second opinion for curators, diggers and labels.
 
 def _opt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+from deepcurator.summary import summary_lines  # noqa: E402,F401  TEMP for a running demo
