@@ -299,4 +299,3 @@ research tool and a second opinion for curators, diggers and labels.
 
 def _opt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-from deepcurator.summary import summary_lines  # noqa: E402,F401  TEMP for a running demo
