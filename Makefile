@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint setup lock clean
+.PHONY: demo test test-fast lint setup setup-gpu lock resolve-platforms clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ test: setup lint
 # for the edit-test loop; `make test` runs everything.
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# NVIDIA GPUs on Linux: TensorFlow with NVIDIA's CUDA libraries (pyproject's `gpu` extra) on top
+# of the lock. tensorflow-cpu and tensorflow are both the package `tensorflow`: the CUDA build's
+# files are put back last so that they win. Not hashed: these wheels are outside the lock.
+setup-gpu: setup
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[gpu]'
+	$(PY) -m pip install --quiet --force-reinstall --no-deps 'tensorflow==2.21.*'
+	$(PY) -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
+
+# Ask pip to resolve pyproject's requirements for Linux x86_64/aarch64, macOS arm64/x86_64 and
+# Windows x86_64 (Python 3.11, wheels only), installing nothing (bench/RESULTS.md, "Platforms").
+resolve-platforms: setup
+	$(PY) bench/resolve_platforms.py
+	$(PY) bench/resolve_platforms.py --extra gpu --only linux-x86_64 linux-aarch64
 
 # Re-pin the dependencies (needs pip-tools); the lock names no index and no machine path.
 lock:

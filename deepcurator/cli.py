@@ -27,10 +27,12 @@ COMMANDS: dict[str, str] = {
     "process": "turn every stored mp3 into log-mel features",
     "train": "train the CNN on the stored features and write a run",
     "evaluate": "re-evaluate a saved run on its test split",
-    "serve": "run the prediction server (development; see README for gunicorn)",
-    "rate": "score audio files or folders offline",
+    "export": "export a run into model/, the model served when the store has none",
+    "serve": "run the prediction server (--production: gunicorn with the shipped settings)",
+    "rate": "score audio files or folders offline (a whole library: resumable, every core)",
     "demo-corpus": "generate a synthetic electronic-music corpus and its dataset.csv",
     "demo": "run the whole pipeline offline on a generated corpus",
+    "config": "print the effective configuration and where each value came from",
 }
 
 STORE_WRITERS = {"labels", "download", "process", "train", "evaluate"}
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn what will be sought-after on Discogs from the sound alone.",
     )
     parser.add_argument("--version", action="version", version=f"deepcurator {__version__}")
-    config_help = "configuration file (default: $DEEPCURATOR_CONFIG or ./config.yml)"
+    config_help = ("configuration file (default: $DEEPCURATOR_CONFIG, else ./config.yml, else config.yml in the "
+                   "user's config folder; `deepcurator config` shows which)")
     parser.add_argument("--config", metavar="FILE", help=config_help)
     # `--config` also after the command (`create_labels.py --config FILE`); SUPPRESS keeps a
     # value given before the command when none follows it.
@@ -105,14 +108,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deepcurator {args.command}: interrupted; rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (`deepcurator config | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("tensorflow", "keras"):
+            _internal_error(args.command)
+        print(f"deepcurator {args.command}: error: {no_tensorflow()}", file=sys.stderr)
+        return 2
     except Exception:  # noqa: BLE001 - a bug, not bad input: show it all, then exit for sure
-        traceback.print_exc()
-        print(f"deepcurator {args.command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Not a normal exit: after an error inside tf.data, interpreter shutdown can wait
-        # forever on TensorFlow's threads, and a stage must never hang.
-        os._exit(1)
+        _internal_error(args.command)
+    return 1  # not reached: _internal_error exits
+
+
+def no_tensorflow() -> str:
+    """Why TensorFlow is missing and what to do, in one line (the stages that need no model
+    work without it: dataset, labels, download, process, demo-corpus, config)."""
+    import platform
+
+    why = "TensorFlow is not installed in this environment"
+    if sys.platform == "darwin" and platform.machine() == "x86_64":
+        why += " (TensorFlow publishes no wheel for macOS on Intel after 2.16, and 2.16 needs numpy < 2)"
+    return f"{why}; this command needs it: see the README, \"Install\""
+
+
+def _internal_error(command: str) -> NoReturn:
+    """A bug, not bad input: show it all, then exit for sure."""
+    traceback.print_exc()
+    print(f"deepcurator {command}: internal error (above); rerun resumes where it stopped", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not a normal exit: after an error inside tf.data, interpreter shutdown can wait
+    # forever on TensorFlow's threads, and a stage must never hang.
+    os._exit(1)
 
 
 def script(command: str) -> None:

@@ -1,9 +1,14 @@
 """Configuration: one source of truth.
 
-Defaults live in the dataclasses below; ``config.yml`` (or the file named by
-``DEEPCURATOR_CONFIG``) overrides them; ``DEEPCURATOR_<SECTION>_<KEY>`` environment
-variables override both (for example ``DEEPCURATOR_STORE_PATH=/data``,
-``DEEPCURATOR_S3_BUCKET=my-bucket``, ``DEEPCURATOR_DOWNLOAD_WORKERS=16``).
+Defaults live in the dataclasses below; a YAML file overrides them; ``DEEPCURATOR_<SECTION>_<KEY>``
+environment variables override both (for example ``DEEPCURATOR_STORE_PATH=/data``,
+``DEEPCURATOR_S3_BUCKET=my-bucket``, ``DEEPCURATOR_DOWNLOAD_WORKERS=16``). The file is the
+first of (:func:`find_file`): ``--config FILE``, ``$DEEPCURATOR_CONFIG``, ``./config.yml``, and
+``config.yml`` in the user's config folder (:func:`user_config_file`: on Linux
+``$XDG_CONFIG_HOME/deepcurator`` or ``~/.config/deepcurator``, on macOS
+``~/Library/Application Support/deepcurator``, on Windows ``%APPDATA%\\deepcurator``). A loaded
+configuration knows where each value came from (:meth:`Config.origin`: default, the file, a
+variable or a command's flag), which ``deepcurator config`` prints.
 
 Environment values are read by the type of their key, not as YAML: a string key takes the
 text verbatim (``DEEPCURATOR_S3_PREFIX=0755`` is ``"0755"``), an integer, number or true/false
@@ -30,6 +35,7 @@ import yaml
 
 from deepcurator.errors import ConfigError
 from deepcurator.scores import AGGREGATIONS
+from deepcurator.shipped import DATA_SOURCES, DISCOGS_SOURCE
 
 ENV_PREFIX = "DEEPCURATOR_"
 DEFAULT_FILE = "config.yml"
@@ -40,9 +46,14 @@ _ENV_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, 
 
 @dataclass
 class StoreConfig:
-    """The local store: a folder (used when no S3 bucket is configured)."""
+    """The local store: a folder (used when no S3 bucket is configured).
+
+    ``shared``: the folder is the same on every machine (a network mount), so Dask workers may
+    use it; without it a local store is refused when a Dask scheduler is set.
+    """
 
     path: str = "data"
+    shared: bool = False
 
 
 @dataclass
@@ -63,21 +74,27 @@ class S3Config:
 
 @dataclass
 class ExecutorConfig:
-    """Where per-track work runs: local processes, or a Dask scheduler when an address is set."""
+    """Where per-track work runs: local processes, or a Dask scheduler when an address is set.
+
+    ``connect_timeout_s``: how long to wait for the scheduler, and for a first worker, before
+    giving up with one line.
+    """
 
     dask_scheduler: str | None = None
+    connect_timeout_s: float = 30.0
 
 
 @dataclass
 class LabelsConfig:
-    dataset: str = "dataset.csv"
+    dataset: str = "dataset.csv"  # relative: the working directory, else the project's folder (shipped)
+    data_source: str = DISCOGS_SOURCE  # discogs, or demo (the synthetic corpus): recorded with every run
     n: int = 15000
     prior_weight: float = 30.0
     outlier_quantile: float = 0.99
     weight_ratio: float = 1.0
     weight_rating: float = 1.0
     weight_price: float = 1.0
-    shared_ids: str = "drop"  # a video on several releases: highest, mean, or drop (README, "Labels")
+    shared_ids: str = "drop"  # a video on several releases: highest, mean, or drop (docs/REFERENCE.md, "Labels")
 
 
 SHARED_ID_RULES = ("highest", "mean", "drop")
@@ -171,6 +188,8 @@ class ServeConfig:
     read_timeout_s: float = 15.0  # a client that sends nothing for this long is answered 400
     tf_threads: int = 0  # TensorFlow intra-op threads per process; 0 = one per core
     model_cache_dir: str | None = None  # downloaded models; default ~/.cache/deepcurator/models
+    model_sha256: str | None = None  # the model file's sha256: checked after a download and on every start
+    access_log: str = "text"  # one line per request with its id: text, json (JSON lines) or off
 
 
 @dataclass
@@ -184,6 +203,25 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+    def origin(self, key: str) -> str:
+        """Where the value of ``key`` (``section.key``) came from: ``default``, ``file PATH``,
+        ``environment VARIABLE`` or ``flag --NAME`` (a configuration built by :func:`from_dict`
+        has only defaults)."""
+        origins: dict[str, str] = getattr(self, "_origins", {})
+        return origins.get(key, "default")
+
+    def set_by_flag(self, key: str, value: Any, flag: str) -> None:
+        """Set ``key`` (``section.key``) from a command's flag ``flag``, and remember so."""
+        section, name = key.split(".", 1)
+        setattr(getattr(self, section), name, value)
+        object.__setattr__(self, "_origins", {**getattr(self, "_origins", {}), key: f"flag {flag}"})
+
+    @property
+    def file(self) -> tuple[Path | None, str]:
+        """The file this configuration was read from (None: none) and how it was found."""
+        found: tuple[Path | None, str] = getattr(self, "_file", (None, ""))
+        return found
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         """The configuration as plain data; secrets are replaced by ``***`` when ``redact``."""
@@ -322,6 +360,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'serve.aggregation' must be one of {', '.join(AGGREGATIONS)}")
     if cfg.serve.over_duration not in ("reject", "truncate"):
         raise ConfigError("config key 'serve.over_duration' must be reject or truncate")
+    if cfg.serve.access_log not in ("text", "json", "off"):
+        raise ConfigError("config key 'serve.access_log' must be text, json or off")
     if cfg.s3.endpoint_url is not None and not cfg.s3.bucket:
         raise ConfigError("config key 's3.bucket' is missing: S3 settings are given without a bucket")
     if cfg.s3.access_key and not cfg.s3.secret:
@@ -331,6 +371,8 @@ def _validate(cfg: Config) -> None:
     _validate_labels(cfg.labels)
     if not 1 <= cfg.serve.port <= 65535:
         raise ConfigError("config key 'serve.port' must be between 1 and 65535")
+    if cfg.executor.connect_timeout_s <= 0:
+        raise ConfigError("config key 'executor.connect_timeout_s' must be positive")
     if cfg.process.decode_timeout_s <= 0:
         raise ConfigError("config key 'process.decode_timeout_s' must be positive")
     if cfg.process.max_duration_s < 0:
@@ -376,6 +418,8 @@ def _validate_dataset(d: DatasetConfig) -> None:
 
 
 def _validate_labels(c: LabelsConfig) -> None:
+    if c.data_source not in DATA_SOURCES:
+        raise ConfigError(f"config key 'labels.data_source' must be {' or '.join(DATA_SOURCES)}, got {c.data_source!r}")
     if c.n < 1:
         raise ConfigError("config key 'labels.n' must be at least 1")
     if c.prior_weight < 0:
@@ -398,21 +442,55 @@ def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, 
     return merged
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
-    """Load the configuration.
+def user_config_file() -> Path:
+    """``config.yml`` in the user's config folder: ``$XDG_CONFIG_HOME/deepcurator`` (else
+    ``~/.config/deepcurator``) on Linux, ``~/Library/Application Support/deepcurator`` on macOS,
+    ``%APPDATA%\\deepcurator`` on Windows."""
+    import platformdirs
 
-    The file is ``path`` if given, else ``$DEEPCURATOR_CONFIG``, else ``config.yml`` in the
-    working directory when it exists; environment overrides are applied on top.
-    """
+    return Path(platformdirs.user_config_dir("deepcurator", appauthor=False, roaming=True)) / DEFAULT_FILE
+
+
+def search_order() -> list[str]:
+    """Where :func:`find_file` looks, in order, as a user reads it."""
+    return ["--config FILE", f"${ENV_PREFIX}CONFIG", f"./{DEFAULT_FILE}", str(user_config_file())]
+
+
+def find_file(path: str | os.PathLike[str] | None = None,
+              environ: typing.Mapping[str, str] | None = None) -> tuple[Path | None, str]:
+    """The config file to read and how it was found: ``path`` (the ``--config`` flag), else
+    ``$DEEPCURATOR_CONFIG`` (either must exist), else ``./config.yml``, else the user's
+    (:func:`user_config_file`) when it exists; ``(None, "")`` when there is none."""
     environ = os.environ if environ is None else environ
-    explicit = path or environ.get(f"{ENV_PREFIX}CONFIG")
-    file = Path(explicit) if explicit else Path(DEFAULT_FILE)
-    data: dict[str, Any] = {}
-    if file.exists():
-        data = _read_file(file)
-    elif explicit:
+    if path:
+        how, file = "--config", Path(path)
+    elif environ.get(f"{ENV_PREFIX}CONFIG"):
+        how, file = f"${ENV_PREFIX}CONFIG", Path(environ[f"{ENV_PREFIX}CONFIG"])
+    else:
+        for how, file in ((f"./{DEFAULT_FILE}", Path(DEFAULT_FILE)), ("the user's config folder", user_config_file())):
+            if file.exists():
+                return file, how
+        return None, ""
+    if not file.exists():
         raise ConfigError(f"config file {file} does not exist")
-    return from_dict(_merge(data, _env_overrides(environ)))
+    return file, how
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Load the configuration: the file :func:`find_file` finds, if any, with the environment's
+    overrides on top. The result records where each value came from (:meth:`Config.origin`)."""
+    environ = os.environ if environ is None else environ
+    file, how = find_file(path, environ)
+    data = _read_file(file) if file is not None else {}
+    env = _env_overrides(environ)
+    cfg = from_dict(_merge(data, env))
+    origins = {f"{section}.{key}": f"file {file.absolute() if file else file}"
+               for section, values in data.items() if isinstance(values, dict) for key in values}
+    origins |= {f"{section}.{key}": f"environment {ENV_PREFIX}{section.upper()}_{key.upper()}"
+                for section, values in env.items() for key in values}
+    object.__setattr__(cfg, "_origins", origins)
+    object.__setattr__(cfg, "_file", (file.absolute() if file is not None else None, how))
+    return cfg
 
 
 def _read_file(file: Path) -> dict[str, Any]:

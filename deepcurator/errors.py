@@ -19,3 +19,8 @@ class InputError(DeepCuratorError):
 
 class TooLong(InputError):
     """Audio longer than the configured maximum duration (a download, an upload, a file to rate)."""
+
+
+class ClusterError(DeepCuratorError):
+    """The Dask cluster cannot do the work: no scheduler, no worker, a worker that cannot reach
+    the store or run ffmpeg, or the scheduler lost in the middle of a stage."""

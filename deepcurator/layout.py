@@ -11,6 +11,7 @@
     failures/<stage>.jsonl     one line per failed item            (every per-item stage)
     runs/<run_id>/...          a training run (deepcurator.runs)   (train, evaluate)
     runs/latest                the id of the newest finished run   (train)
+    cluster-check/<...>        a probe Dask workers must read, removed at once (download, process)
 
 Keys are ``/``-separated and the same on every store backend.
 """
@@ -28,6 +29,7 @@ FAILURES_PREFIX = "failures/"
 RUNS_PREFIX = "runs/"
 LATEST_RUN = "runs/latest"
 FEATURES_SUFFIX = ".npy"
+CLUSTER_CHECK_PREFIX = "cluster-check/"
 
 
 def audio_key(item_id: str, suffix: str = ".mp3") -> str:

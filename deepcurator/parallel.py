@@ -2,7 +2,8 @@
 
 Per-track stages (download, process) take any :class:`concurrent.futures.Executor`: a
 local pool by default, or a Dask ``distributed`` executor when ``executor.dask_scheduler``
-is set (README, "Scaling out"). :mod:`deepcurator.stagerun` builds a stage's run on these.
+is set (:mod:`deepcurator.cluster`; docs/REFERENCE.md, "Scaling out on a Dask cluster").
+:mod:`deepcurator.stagerun` builds a stage's run on these.
 Process pools use the *spawn* start method, since TensorFlow and other threaded libraries are
 not fork-safe, and their workers end when the process that started them dies, even by SIGKILL
 (:func:`_die_with_parent`).
@@ -25,6 +26,7 @@ from typing import Any, TypeVar, cast
 from tqdm import tqdm
 
 from deepcurator.config import Config
+from deepcurator.store import Store
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,30 +44,34 @@ def default_workers() -> int:
 
 
 @contextlib.contextmanager
-def make_executor(cfg: Config, workers: int, kind: str = "process") -> Iterator[Executor]:
+def make_executor(cfg: Config, workers: int, kind: str = "process", store: Store | None = None) -> Iterator[Executor]:
     """An executor for per-item work.
 
     ``kind`` is ``"process"`` (CPU-bound work, spawn start method) or ``"thread"``
     (I/O-bound work). With ``executor.dask_scheduler`` set, a Dask client executor is used
-    instead, whatever ``kind``; its tasks are submitted with ``pure=False`` so identical
-    calls with side effects are not deduplicated.
+    instead, whatever ``kind`` (:func:`deepcurator.cluster.connect`: ``store``, where the
+    tasks write, must then be one every worker reaches); its tasks are submitted with
+    ``pure=False`` so identical calls with side effects are not deduplicated.
     """
     if cfg.executor.dask_scheduler:
-        from distributed import Client
+        from deepcurator.cluster import connect
 
-        with Client(cfg.executor.dask_scheduler) as client:
-            yield client.get_executor(pure=False)
+        with connect(cfg, store) as client_executor:
+            yield client_executor
         return
     workers = max(1, workers)
-    if kind == "thread":
-        pool: Executor = ThreadPoolExecutor(max_workers=workers)
-    else:
-        # _StartedByMainThread() arrives in the worker as the bool _die_with_parent takes (its __reduce__).
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_die_with_parent,
-                                   initargs=(os.getpid(), cast(bool, _StartedByMainThread())))
+    pool: Executor = ThreadPoolExecutor(max_workers=workers) if kind == "thread" else process_pool(workers)
     with pool:
         yield pool
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A local pool of ``workers`` spawned processes that end with this process (always local,
+    whatever ``executor.dask_scheduler``: for work on this machine's files)."""
+    # _StartedByMainThread() arrives in the worker as the bool _die_with_parent takes (its __reduce__).
+    return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent,
+                               initargs=(os.getpid(), cast(bool, _StartedByMainThread())))
 
 
 class _StartedByMainThread:
@@ -130,17 +136,20 @@ def run_items(
     *args: Any,
     desc: str,
     max_in_flight: int = 256,
+    unit: str = "item",
+    postfix: Callable[[], str] | None = None,
 ) -> Iterator[tuple[T, R | BaseException]]:
     """Apply ``fn(item, *args)`` to every item on ``executor``, yielding ``(item, result)``
     as each finishes (an exception raised by ``fn`` is yielded in place of its result).
 
     At most ``max_in_flight`` items are submitted at once, so a long list costs no memory
-    up front; a tqdm bar shows progress.
+    up front; a tqdm bar shows progress (counting ``unit``s, with ``postfix()`` after the
+    counts when given, asked after each item has been handled).
     """
     items = list(items)
     pending: dict[Future, T] = {}
     it = iter(items)
-    with tqdm(total=len(items), desc=desc, unit="item", dynamic_ncols=True) as bar:
+    with tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True) as bar:
         def fill() -> None:
             while len(pending) < max_in_flight:
                 try:
@@ -155,5 +164,7 @@ def run_items(
             item = pending.pop(done)
             exc = done.exception()
             yield item, (exc if exc is not None else done.result())
+            if postfix is not None:
+                bar.set_postfix_str(postfix(), refresh=False)
             bar.update(1)
             fill()

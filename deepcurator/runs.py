@@ -117,6 +117,15 @@ def write_config(store: Store, run_id: str, config: dict[str, Any]) -> None:
     store.put_bytes(key(run_id, "config.yml"), yaml.safe_dump(config, sort_keys=False).encode())
 
 
+def read_config(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run's stored ``config.yml`` as plain data, or None when it has none."""
+    k = key(run_id, "config.yml")
+    if not store.exists(k):
+        return None
+    data = yaml.safe_load(store.get_bytes(k))
+    return data if isinstance(data, dict) else None
+
+
 def read_train_config(store: Store, run_id: str) -> TrainConfig:
     """The ``train:`` section a run was started with (its stored ``config.yml``)."""
     return from_dict({"train": yaml.safe_load(store.get_bytes(key(run_id, "config.yml")))["train"]}).train

@@ -2,7 +2,8 @@
 
 Stages work on local files in a scratch folder: a download before it reaches the store
 (``dl``), an S3 object the process stage decodes (``process``), a training run's
-checkpoints and logs (``run``), a model being evaluated (``eval``). The folder is removed on
+checkpoints and logs (``run``), a model being evaluated (``eval``), the metrics files of a
+gunicorn server's workers (``metrics``). The folder is removed on
 exit and on error, but ``kill -9`` runs no cleanup. So each is named
 ``deepcurator-<kind>-<host>-<pid>-<random>``, like the store's ``.tmp-<host>-<pid>-…`` temp
 files, and :func:`remove_stale` (run by every stage command as it starts) deletes the ones of
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 PREFIX = "deepcurator-"
-KINDS = ("dl", "process", "run", "eval")
+KINDS = ("dl", "process", "run", "eval", "metrics")
 
 log = logging.getLogger(__name__)
 

@@ -77,19 +77,25 @@ def run_plan(
     item_id: Callable[[T], str] = str,
     failures: FailureLog | None = None,
     on_done: Callable[[T, R], None] | None = None,
+    max_in_flight: int = 256,
+    unit: str = "item",
+    postfix: Callable[[], str] | None = None,
 ) -> Summary:
     """Run ``work(item, *args)`` for every item of ``plan`` on ``executor`` with a progress bar.
 
     ``outcome(item, result_or_exception)`` classifies each result: ``(None, "")`` for a
     success (then ``on_done(item, result)`` runs and the item leaves the failure log), or
     ``(reason, detail)`` for a failure (recorded in ``failures`` under ``item_id(item)``).
-    Returns the summary, with the plan's skips in its ``extra`` figures.
+    Returns the summary, with the plan's skips in its ``extra`` figures. ``max_in_flight``,
+    ``unit`` and ``postfix`` go to :func:`~deepcurator.parallel.run_items` (items submitted at
+    once; the progress bar's unit and what it shows after the counts).
     """
     summary = Summary(stage, skipped=sum(plan.skipped.values()))
     summary.extra.update({why: str(n) for why, n in plan.skipped.items()})
     last_flush = time.monotonic()
     try:
-        for item, result in run_items(executor, work, plan.todo, *args, desc=stage):
+        for item, result in run_items(executor, work, plan.todo, *args, desc=stage, max_in_flight=max_in_flight,
+                                      unit=unit, postfix=postfix):
             reason, detail = outcome(item, result)
             if reason is None:
                 summary.done += 1

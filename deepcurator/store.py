@@ -9,15 +9,20 @@ One small interface, two backends with the same keys:
   completed multipart upload is atomic on S3 by nature.
 
 Keys are ``/``-separated relative paths such as ``audio/abc.mp3``. Stores are picklable so
-that they travel to worker processes (the boto3 client is rebuilt on the other side).
+that they travel to worker processes (the boto3 client is rebuilt on the other side, once per
+process and set of settings: :func:`_s3_client`). A store that travels to another machine (a
+Dask worker) travels as :meth:`Store.without_credentials`: bucket, prefix, endpoint and region
+only, the worker's own credential chain supplying the keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import secrets
 import shutil
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,6 +112,11 @@ class Store(ABC):
     def local_path(self, key: str) -> Path | None:
         """A path on this machine that holds ``key``'s bytes, when there is one (local store)."""
         return None
+
+    def without_credentials(self) -> Store:
+        """This store as another machine may receive it: no secret inside (an S3 store without
+        ``access_key``/``secret``, so the receiver's own credential chain applies)."""
+        return self
 
     def remove_stale_temps(self) -> int:
         """Delete temporary files left by writers that were killed; returns how many.
@@ -236,21 +246,15 @@ class S3Store(Store):
     def __getstate__(self) -> dict[str, Any]:
         return {"cfg": self.cfg, "prefix": self.prefix, "_client": None}
 
+    def without_credentials(self) -> S3Store:
+        if not (self.cfg.access_key or self.cfg.secret):
+            return self
+        return S3Store(dataclasses.replace(self.cfg, access_key=None, secret=None))
+
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config as BotoConfig
-
-            kwargs: dict[str, Any] = {
-                "region_name": self.cfg.region,
-                "endpoint_url": self.cfg.endpoint_url,
-                "config": BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
-            }
-            if self.cfg.access_key:
-                kwargs["aws_access_key_id"] = self.cfg.access_key
-                kwargs["aws_secret_access_key"] = self.cfg.secret
-            self._client = boto3.session.Session().client("s3", **kwargs)
+            self._client = _s3_client(self.cfg.region, self.cfg.endpoint_url, self.cfg.access_key, self.cfg.secret)
         return self._client
 
     def _transfer_config(self) -> Any:
@@ -344,6 +348,36 @@ class S3Store(Store):
     def describe(self) -> str:
         where = f"s3://{self.cfg.bucket}/{self.prefix}"
         return f"{where} at {self.cfg.endpoint_url}" if self.cfg.endpoint_url else where
+
+
+S3_RETRIES = 5  # attempts per S3 call (botocore's standard mode: connection errors, 5xx, throttling)
+_S3_CLIENTS: dict[tuple[str | None, ...], Any] = {}
+_S3_CLIENTS_LOCK = threading.Lock()
+
+
+def _s3_client(region: str | None, endpoint: str | None, access_key: str | None, secret: str | None) -> Any:
+    """A boto3 S3 client for these settings, made once per process (making one costs 0.1-0.3 s
+    of CPU, and every task a worker runs brings its own unpickled store); boto3 clients are
+    thread-safe. Without ``access_key`` boto3's credential chain applies (environment,
+    ``~/.aws``, an instance role). Calls are retried by botocore (:data:`S3_RETRIES`
+    attempts, exponential back-off), so a server that restarts is waited out."""
+    key = (region, endpoint, access_key, secret)
+    with _S3_CLIENTS_LOCK:
+        client = _S3_CLIENTS.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config as BotoConfig
+
+            kwargs: dict[str, Any] = {
+                "region_name": region,
+                "endpoint_url": endpoint,
+                "config": BotoConfig(retries={"max_attempts": S3_RETRIES, "mode": "standard"}),
+            }
+            if access_key:
+                kwargs["aws_access_key_id"] = access_key
+                kwargs["aws_secret_access_key"] = secret
+            client = _S3_CLIENTS[key] = boto3.session.Session().client("s3", **kwargs)
+        return client
 
 
 def atomic_write(dest: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:

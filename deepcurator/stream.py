@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -54,7 +55,9 @@ class SliceStream:
     """Iterate over a file's slices as model input ``(128, 1291, 1)`` float32, one per whole
     30 s, while it is decoded.
 
-    After iteration, ``n_samples`` and ``duration_s`` describe the decoded audio.
+    After iteration, ``n_samples`` and ``duration_s`` describe the decoded audio, and
+    ``decode_s`` and ``features_s`` say how long the decoder ran and how long the slices'
+    log-mels took (wall-clock seconds, for metrics).
     ``timeout`` (seconds) bounds the whole decode; ``max_duration`` (seconds) stops decoding
     there. Raises :class:`~deepcurator.audio.DecodeError` for unreadable input, no audio, or
     a timeout.
@@ -67,6 +70,8 @@ class SliceStream:
         self.max_duration = max_duration
         self.ffmpeg = ffmpeg
         self.n_samples = 0
+        self.decode_s = 0.0
+        self.features_s = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -78,7 +83,7 @@ class SliceStream:
         samples: queue.Queue[object] = queue.Queue()
         ready: queue.Queue[object] = queue.Queue()
         stop = threading.Event()
-        threads = [threading.Thread(target=_decode, args=(blocks, samples, stop), daemon=True),
+        threads = [threading.Thread(target=self._decode, args=(blocks, samples, stop), daemon=True),
                    threading.Thread(target=self._featurize, args=(samples, ready, stop), daemon=True)]
         try:
             for thread in threads:
@@ -91,6 +96,13 @@ class SliceStream:
             stop.set()  # the consumer stopped early, or an error: both threads end after the block in hand
             for thread in threads:
                 thread.join()
+
+    def _decode(self, blocks: Iterator[np.ndarray], samples: queue.Queue[object], stop: threading.Event) -> None:
+        started = time.perf_counter()
+        try:
+            _decode(blocks, samples, stop)
+        finally:
+            self.decode_s = time.perf_counter() - started
 
     def _featurize(self, samples: queue.Queue[object], ready: queue.Queue[object], stop: threading.Event) -> None:
         """Feature thread: compute slices while the caller runs the model on earlier ones;
@@ -113,6 +125,7 @@ class SliceStream:
         base = 0                # index (in the track) of pending's first sample
         k = 0
         self.n_samples = 0
+        self.features_s = 0.0
         source = iter(blocks)
         eof = False
         while not eof:
@@ -133,8 +146,11 @@ class SliceStream:
                     break
                 lo = (start - base) * BYTES_PER_SAMPLE
                 hi = (min(stop, have) - base) * BYTES_PER_SAMPLE
+                started = time.perf_counter()
                 segment = np.frombuffer(bytes(pending[lo:hi]), dtype=np.float32)
-                yield slice_input(segment, drop)
+                x = slice_input(segment, drop)
+                self.features_s += time.perf_counter() - started
+                yield x
                 k += 1
                 next_start = slice_segment_bounds(k)[0]
                 del pending[: (next_start - base) * BYTES_PER_SAMPLE]

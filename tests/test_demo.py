@@ -137,6 +137,12 @@ def test_reduced_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
     assert float(score.group(1)) == pytest.approx(expected, abs=0.05)
     assert re.search(r'"run_id": "' + re.escape(run_id) + '"', out)
 
+    # The model was exported to ./model (the demo's working directory here), labelled as the demo's.
+    exported = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert exported["run_id"] == run_id and exported["synthetic_demo"] is True
+    assert (tmp_path / "model" / "model.keras").read_bytes() == (run / "model.keras").read_bytes()
+    assert metrics["data"]["synthetic_demo"] is True and "never heard real music" in (run / "MODEL_CARD.md").read_text()
+
     pictures = sorted(workdir.glob("*.png"))
     assert {p.name for p in pictures} == {"spectrogram_high_q.png", "spectrogram_low_q.png"}
     assert all(p.stat().st_size > 10_000 for p in pictures)

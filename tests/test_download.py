@@ -263,21 +263,14 @@ def test_invalid_ids_fail_once_for_good_without_a_request(media: Path, tmp_path:
 
 
 def test_readme_lists_every_failure_reason() -> None:
-    """The README's table of download failure reasons matches REASONS and RETRYABLE."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """The reference's table of download failure reasons matches REASONS and RETRYABLE."""
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "REFERENCE.md").read_text()
     section = readme[readme.index("## Downloading"):]
     rows = re.findall(r"^\| `(\w+)` +\|[^|]*\| *(yes|no)\b", section, re.M)
     assert [r for r, _ in rows] == list(download.REASONS)
     assert [r for r, retry in rows if retry == "yes"] == list(download.RETRYABLE)
 
 
-def test_cli_without_labels_is_a_clear_error(tmp_path: Path) -> None:
-    cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")}})
-    proc = run_cli("--config", str(write_config(cfg, tmp_path / "c.yml")), "download", cwd=tmp_path, timeout=60)
-    assert proc.returncode == 2 and "labels.csv" in proc.stderr and "Traceback" not in proc.stderr
-
-
-@pytest.mark.slow
 def test_kill9_then_rerun(cfg: config_mod.Config, media: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, rerun: each id ends whole in the store or once in the failure log; a
     third run downloads nothing.
@@ -381,11 +374,13 @@ def test_cookies_file_is_used_read_only(media: Path, tmp_path: Path) -> None:
 
 
 def test_runs_on_a_dask_cluster(media: Path, tmp_path: Path) -> None:
-    """With executor.dask_scheduler set, the same stage runs its downloads on Dask workers."""
+    """With executor.dask_scheduler set, the same stage runs its downloads on Dask workers (here
+    in this process, so the local folder is declared shared; tests/test_cluster.py runs worker
+    processes against S3)."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster:
-        cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store")},
+        cfg = config_mod.from_dict({"store": {"path": str(tmp_path / "store"), "shared": True},
                                     "executor": {"dask_scheduler": cluster.scheduler_address},
                                     "download": {"url_template": f"file://{media}/{{id}}.m4a"}})
         store = open_store(cfg)

@@ -9,7 +9,6 @@ import http.client
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,14 +52,6 @@ def permissive_seconds(path: Path) -> float:
     out = subprocess.run([audio.ffmpeg_exe(), "-nostdin", "-v", "quiet", "-i", str(path), "-f", "f32le", "-ac", "1",
                           "-ar", "22050", "-"], capture_output=True).stdout
     return len(out) / 4 / 22050
-
-
-@pytest.fixture
-def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture

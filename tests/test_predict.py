@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepcurator import audio, features
+from deepcurator import audio, features, shipped
 from deepcurator.config import Config, from_dict
 from deepcurator.errors import ConfigError, TooLong
 from deepcurator.scores import aggregate
@@ -50,7 +50,10 @@ def test_model_from_runs_latest_and_run_id(cfg: Config, tiny_model: Path, tmp_pa
     assert resolve_model(cfg, "runs/older-run").run_id == "older-run"
 
 
-def test_no_model_is_one_line_saying_how_to_get_one(cfg: Config, tmp_path: Path) -> None:
+def test_no_model_is_one_line_saying_how_to_get_one(cfg: Config, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no exported model/ to fall back on, here or in the project
+    monkeypatch.setattr(shipped, "project_dir", lambda: tmp_path)
     with pytest.raises(ConfigError, match="deepcurator train") as err:
         resolve_model(cfg)
     assert "\n" not in str(err.value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,15 +26,6 @@ from tests.helpers.serving import RUN_ID, publish_run, running_server
 
 
 @pytest.fixture
-def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private temp folder for uploads, to check that none is left behind."""
-    folder = tmp_path / "uploads"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
-@pytest.fixture
 def server(tiny_scorer: Scorer, upload_tmp: Path) -> Iterator[str]:
     cfg = from_dict({"serve": {"max_upload_mb": 15, "max_duration_s": 80}})
     with running_server(create_app(cfg, tiny_scorer)) as url:
@@ -52,8 +42,10 @@ def post(url: str, path: Path | None, **kwargs: Any) -> requests.Response:
 
 def test_health_and_page(server: str) -> None:
     body = requests.get(f"{server}/health", timeout=10).json()
+    model = body.pop("model")
     assert body == {"status": "ok", "model_loaded": True, "run_id": RUN_ID, "version": __version__,
                     "aggregation": "mean"}
+    assert model["run_id"] == RUN_ID and len(model["sha256"]) == 12 and model["synthetic_demo"] is None
     page = requests.get(server, timeout=10)
     assert page.status_code == 200 and 'id="chart"' in page.text and 'type="file"' in page.text
     assert requests.get(f"{server}/static/app.js", timeout=10).status_code == 200

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"also retry ids that failed before: with no REASON the retryable ones ({', '.join(RETRYABLE)}); "
              f"reasons: {', '.join(REASONS)}",
     )
-    parser.add_argument("--workers", type=int_in(1), help="parallel downloads (default: config download.workers)")
+    parser.add_argument("--workers", type=int_in(1),
+                        help="parallel downloads (default: config download.workers; on a Dask cluster, per machine)")
     parser.add_argument("--limit", type=int_in(0), help="download at most this many ids in this run")
 
 

@@ -15,7 +15,8 @@ from deepcurator.config import Config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int_in(0), default=None,
-                        help="tracks processed in parallel (default: process.workers; 0 = one per core)")
+                        help="tracks processed in parallel (default: process.workers; 0 = one per core; on a Dask "
+                             "cluster, per machine, 0 = as many as its workers' threads)")
     parser.add_argument("--retry-all", action="store_true",
                         help="also retry tracks that failed for good before (undecodable, too_short, silent)")
 

@@ -1,17 +1,18 @@
 """Score audio files offline with the served model and the same code as /predict: files or
-folders (searched recursively for audio files), a table sorted by score, --csv and --json.
-Files that cannot be scored are listed as failed, with the reason; they do not stop the run."""
+folders (searched recursively for audio files), a table sorted by score, --json.
+Decoding and features run in worker processes while the model scores, so every core is busy.
+With --csv or --jsonl each result is appended to the file as it comes, and a rerun with the same
+file skips the files it already rates (--rescore rates them again); the file ends sorted by
+score. Files that cannot be scored are listed as failed, with the reason; they do not stop the run."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
+from deepcurator.commands import int_in
 from deepcurator.config import Config
 
 
@@ -19,7 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     parser.add_argument("--model", help="runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL "
                                         "(default: config serve.model)")
-    parser.add_argument("--csv", metavar="FILE", help="also write every row (failed files too) to this CSV file")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--csv", metavar="FILE", help="append every row (failed files too) to this CSV file as it "
+                                                   "comes; a rerun skips the files it rates")
+    out.add_argument("--jsonl", metavar="FILE", help="the same as JSON lines")
+    parser.add_argument("--rescore", action="store_true",
+                        help="rate every file again, even those the --csv/--jsonl file already rates")
+    parser.add_argument("--workers", type=int_in(1, 1024), metavar="N",
+                        help="processes that decode and compute features (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
 
 
@@ -32,38 +40,28 @@ def format_table(rows: list[dict[str, object]]) -> str:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    from pathlib import Path
+
     from deepcurator import native_stderr
-    from deepcurator.serving.rating import find_audio, rate
+    from deepcurator.serving.rating import Output, find_audio, rate
     from deepcurator.serving.scoring import load_scorer
 
     native_stderr.install()  # the mp3 decoder's per-frame notes would break the table
     files = find_audio(args.paths)
-    scorer = load_scorer(cfg, args.model)
-    result = rate(files, scorer, cfg.serve)
-    rows = [asdict(r) for r in result.rated]
+    output = None
     if args.csv:
-        _write_csv(Path(args.csv), rows, [asdict(f) for f in result.failed])
+        output = Output(Path(args.csv), "csv")
+    elif args.jsonl:
+        output = Output(Path(args.jsonl), "jsonl")
+    scorer = load_scorer(cfg, args.model)
+    result = rate(files, scorer, cfg.serve, workers=args.workers, output=output, rescore=args.rescore)
+    rows = [asdict(r) for r in result.rated]
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps({**result.to_json(), "model": scorer.info.to_json()}, indent=2))
     else:
-        print(f"model run {result.run_id}, aggregation {result.aggregation}")
+        print(f"model {scorer.info.line()}, from {scorer.origin}; aggregation {result.aggregation}")
         print(format_table(rows))
         for f in result.failed:
             print(f"failed   {f.file}: {f.detail}")
     print(result.summary.line(), file=sys.stderr)
     return 0 if result.rated or not files else 1
-
-
-def _write_csv(dest: Path, scored: list[dict[str, object]], failed: list[dict[str, object]]) -> None:
-    """file,score,label,duration_s,slices,truncated,status,reason,detail; written atomically."""
-    from deepcurator.store import atomic_write
-
-    buf = io.StringIO()
-    fields = ["file", "score", "label", "duration_s", "slices", "truncated", "status", "reason", "detail"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in scored:
-        writer.writerow({**row, "status": "scored", "reason": "", "detail": ""})
-    for row in failed:
-        writer.writerow({**row, "status": "failed"})
-    atomic_write(dest, lambda out: out.write(buf.getvalue().encode()))

@@ -298,7 +298,7 @@ def run(cfg: Config, store: LocalStore, *, tracks: int = 200, seed: int = 7, wor
             return type(result).__name__, str(result)
         return None, ""
 
-    with make_executor(cfg, workers or default_workers()) as pool:
+    with make_executor(cfg, workers or default_workers(), store=store) as pool:
         summary = run_plan(STAGE, Plan(todo, {"already written": len(corpus) - len(todo)}), write_track, str(out),
                            executor=pool, outcome=outcome, item_id=lambda t: t.youtube_id, failures=failures)
     write_csv(truth_rows(corpus), out / "truth.csv")

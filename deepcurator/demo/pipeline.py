@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from deepcurator.errors import DeepCuratorError
+from deepcurator.shipped import DEMO_SOURCE
 
 Report = Callable[[str], None]  # where the demo's lines go (the command passes print)
 
@@ -38,6 +39,7 @@ class DemoSettings:
     width: float = 0.25
     label_fraction: float = 0.3  # N = label_fraction × tracks ids per class
     serve: bool = False
+    model_dir: Path = Path("model")  # where the trained model is exported (served when a store has no run)
 
 
 def demo_config(s: DemoSettings) -> dict[str, Any]:
@@ -48,7 +50,8 @@ def demo_config(s: DemoSettings) -> dict[str, Any]:
     corpus = (s.workdir / "corpus").absolute()
     return {
         "store": {"path": str((s.workdir / "store").absolute())},
-        "labels": {"dataset": str(corpus / "dataset.csv"), "n": max(4, round(s.label_fraction * s.tracks))},
+        "labels": {"dataset": str(corpus / "dataset.csv"), "data_source": DEMO_SOURCE,
+                   "n": max(4, round(s.label_fraction * s.tracks))},
         "download": {"url_template": url_template(corpus), "workers": 4},
         # Chosen on the validation split (bench/RESULTS.md, "Demo"): on 1-4 slices a track, random
         # crops slowed learning more than they regularised within a few epochs.
@@ -121,7 +124,8 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     cfg = yaml.safe_load(config_path.read_text())
     store_root = Path(cfg["store"]["path"])
     corpus = workdir / "corpus"
-    total = 7
+    model_dir = s.model_dir.absolute()
+    total = 8
     report(f"DeepCurator demo: {s.tracks} synthetic tracks, everything offline, in {workdir}")
     report(f"configuration: {config_path}")
 
@@ -149,7 +153,10 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     run_command(["evaluate", run_id], config_path, workdir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
 
-    _banner(report, 7, total, "serve: start the server, POST a held-out track to /predict")
+    _banner(report, 7, total, f"export: the model into {model_dir}, served when a store has no run of its own")
+    exported = export_model(run_id, model_dir, config_path, workdir, report)
+
+    _banner(report, 8, total, "serve: start the server, POST a held-out track to /predict")
     _youtube_id, label, audio = held_out_track(store_root, run_dir)
     port = free_port()
     server = start_server(config_path, workdir, port)
@@ -178,10 +185,28 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     for line in summary_lines(metrics):
         report(f"    {line}")
     report(f"  model card: {run_dir / 'MODEL_CARD.md'}")
+    if exported:
+        report(f"  the model:  exported to {model_dir}: `python server.py` (or `deepcurator serve`) serves it when "
+               "the store has no run of its own")
     report(f"  plots:      {', '.join(sorted(p.name for p in run_dir.glob('*.png')))} in {run_dir}")
     report("  spectrograms of a high-q and a low-q track: " + ", ".join(str(p) for p in pictures))
     report(f"  the store:  {store_root}  (rerun `make demo` to resume; delete {workdir} to start over)")
     return 0
+
+
+def export_model(run_id: str, model_dir: Path, config_path: Path, cwd: Path, report: Report) -> bool:
+    """``deepcurator export RUN --to MODEL_DIR``, unless ``model_dir`` holds a model trained on
+    real data (the demo's synthetic one never replaces it; said through ``report``). Returns
+    whether the model was exported."""
+    from deepcurator.shipped import read_model_info
+
+    held = read_model_info(model_dir)
+    if held and held.get("synthetic_demo") is False:
+        report(f"{model_dir} holds run {held.get('run_id')}, trained on {held.get('trained_on')}: the demo's model "
+               "does not replace it (`deepcurator export --force` would)")
+        return False
+    run_command(["export", run_id, "--to", str(model_dir)], config_path, cwd)
+    return True
 
 
 def clean(workdir: Path) -> None:

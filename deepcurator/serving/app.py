@@ -6,10 +6,22 @@ server refuses to start) and serves:
 - ``POST /predict`` (multipart field ``audio``, any format ffmpeg reads): JSON
   ``{score, label, duration_s, run_id, truncated, slices: [{start, end, score}]}``, or the bare
   score with ``Accept: text/plain`` or ``?format=text``;
-- ``GET /health``: ``{status, model_loaded, run_id, version, aggregation}``;
-- ``GET /``: a page to upload a file and see its score and per-slice chart.
+- ``GET /health``: ``{status, model_loaded, run_id, version, aggregation, model}``;
+- ``GET /metrics``: the Prometheus text format (:mod:`deepcurator.serving.metrics`);
+- ``GET /openapi.json``: the API described in OpenAPI 3.1, with examples
+  (:mod:`deepcurator.serving.openapi`);
+- ``GET /``: a page to rate one file or a batch, with each track's score and per-slice chart.
 
-Bad uploads are JSON errors, never a 500 (the README has the table of errors). The server
+Every answer carries an ``X-Request-ID`` header (the client's, when it sent a plain one, else
+a new one), and each request is one line of the access log (``serve.access_log``: ``text``,
+``json`` lines, or ``off``) with that id.
+
+``model`` (in /health and in every JSON answer) says which model it is: ``{run_id, sha256,
+trained_on, synthetic_demo}`` (the first 12 hex digits of the sha256 of its ``model.keras``;
+whether it was trained on the synthetic demo corpus), and /health adds ``source``, where the
+server found it. The page says the same in words.
+
+Bad uploads are JSON errors, never a 500 (docs/REFERENCE.md, "Serving and rating", has the table of errors). The server
 reads nothing but the upload: the temporary copy has no name of the client's, and the
 decoders accept only audio containers that read the file itself (:mod:`deepcurator.audio`).
 A refused upload is answered promptly: what is left of its body is read (at most
@@ -26,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
@@ -34,6 +46,15 @@ from deepcurator import __version__, native_stderr
 from deepcurator.audio import DecodeError, DecodeTimeoutError
 from deepcurator.config import Config
 from deepcurator.errors import TooLong
+from deepcurator.serving import openapi
+from deepcurator.serving.metrics import (
+    METRICS_CONTENT_TYPE,
+    REQUEST_ID_HEADER,
+    Metrics,
+    log_access,
+    request_id,
+    setup_access_log,
+)
 from deepcurator.serving.scoring import Scorer, TooShort, load_scorer, score_file
 
 DRAIN_LIMIT = 256 * 1024 * 1024  # read at most this much of a refused upload before answering
@@ -68,6 +89,10 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
     app.config["MAX_FORM_MEMORY_SIZE"] = FORM_FIELD_BYTES
     scorer = scorer or load_scorer(cfg)
     app.extensions["deepcurator_scorer"] = scorer
+    metrics = Metrics()
+    metrics.set_model(scorer.run_id, scorer.aggregation, scorer.feature_spec)
+    app.extensions["deepcurator_metrics"] = metrics
+    setup_access_log(s.access_log)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -76,22 +101,58 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
         return _error(exc.code or 500, exc.description or exc.name)
 
     @app.before_request
-    def limit_reads() -> None:
+    def start_request() -> None:
+        g.request_id = request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.started = time.perf_counter()
+        metrics.in_progress.inc()
+        g.counted = True
         _set_read_timeout(s.read_timeout_s)
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        rid = g.get("request_id") or request_id(None)
+        response.headers[REQUEST_ID_HEADER] = rid
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        metrics.request_seconds.labels(route).observe(elapsed)
+        log_access(s.access_log, {
+            "request_id": rid, "remote": request.remote_addr or "-", "method": request.method,
+            "path": request.path, "route": route, "status": response.status_code,
+            "bytes_in": request.content_length or 0, "bytes_out": response.calculate_content_length() or 0,
+            "duration_s": round(elapsed, 4), **g.get("scored", {}),
+        })
+        return response
+
+    @app.teardown_request
+    def end_request(exc: BaseException | None) -> None:  # runs whatever happened, after_request or not
+        if g.pop("counted", False):
+            metrics.in_progress.dec()
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:  # a bug, not a bad upload: keep the answer JSON
-        app.logger.exception("unexpected error")
+        app.logger.exception("unexpected error (request %s)", g.get("request_id", "-"))
         return _error(500, f"internal error ({type(exc).__name__})")
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Any:
+        return Response(metrics.exposition(), content_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/openapi.json")
+    def openapi_document() -> Any:
+        return jsonify(openapi.document(s))
+
+    model = scorer.info.to_json()
 
     @app.get("/health")
     def health() -> Any:
         return jsonify({"status": "ok", "model_loaded": True, "run_id": scorer.run_id, "version": __version__,
-                        "aggregation": scorer.aggregation})
+                        "aggregation": scorer.aggregation, "model": {**model, "source": scorer.origin}})
 
     @app.get("/")
     def index() -> Any:
-        return render_template("index.html", run_id=scorer.run_id, max_upload_mb=s.max_upload_mb, version=__version__)
+        return render_template("index.html", run_id=scorer.run_id, max_upload_mb=s.max_upload_mb, version=__version__,
+                               model=scorer.info)
 
     @app.post("/predict")
     def predict() -> Any:
@@ -108,10 +169,17 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
         try:
             with os.fdopen(fd, "wb") as out:
                 upload.save(out)
-            if os.path.getsize(tmp) == 0:
+            size = os.path.getsize(tmp)
+            metrics.upload_bytes.observe(size)
+            if size == 0:
                 return _error(400, "the uploaded file is empty")
             result = score_file(scorer, tmp, decode_timeout=s.decode_timeout_s, max_duration_s=s.max_duration_s,
                                 over_duration=s.over_duration)
+            t = result.timings
+            metrics.observe_score(len(result.slices), result.duration_s, t.decode_s, t.features_s, t.inference_s)
+            g.scored = {"score": round(result.score, 2), "slices": len(result.slices),
+                        "audio_s": round(result.duration_s, 2), "decode_s": round(t.decode_s, 3),
+                        "features_s": round(t.features_s, 3), "inference_s": round(t.inference_s, 3)}
         except TooShort as exc:
             return _error(400, str(exc))
         except TooLong as exc:
@@ -124,7 +192,7 @@ def create_app(cfg: Config, scorer: Scorer | None = None) -> Flask:
             Path(tmp).unlink(missing_ok=True)
         if _wants_text():
             return Response(f"{result.score:.2f}\n", mimetype="text/plain")
-        return jsonify(result.to_json(scorer.run_id))
+        return jsonify(result.to_json(scorer.run_id, model))
 
     return app
 

@@ -3,6 +3,8 @@
 - :func:`resolve_model` turns ``serve.model`` into a local ``.keras`` file and a run id:
   ``runs/latest`` (the pointer the trainer writes in the store), ``runs/<run_id>``, a local
   ``.keras`` path, or an ``http(s)://`` / ``s3://`` URL (downloaded once into a cache folder).
+  When ``serve.model`` is left at its default and the store has no finished run, the exported
+  model in ``model/`` (``deepcurator export``; :mod:`deepcurator.shipped`) is used instead.
 - :class:`Scorer` loads the model once, freezes it into a constant-folded graph (a compiled
   ``tf.function``: ``model.predict`` costs about 130 ms more per call), warms it with one call
   and runs one inference at a time under a lock (Keras models are not thread-safe).
@@ -15,16 +17,17 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
+import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
-from deepcurator import features, runs
+from deepcurator import features, runs, shipped
 from deepcurator.config import Config
 from deepcurator.errors import ConfigError, InputError, StoreError, TooLong
 from deepcurator.features import N_MELS, SLICE_FRAMES
@@ -34,15 +37,22 @@ from deepcurator.stream import SLICE_SAMPLES
 
 logger = logging.getLogger(__name__)
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HASH_GOT = re.compile(r"but got ([0-9a-f]{64})")
 HOW_TO_GET_ONE = "train one with `deepcurator train` (or run `make demo`), or set serve.model to a .keras file or URL"
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model file on this machine and the run it came from."""
+    """A model file on this machine, the run it came from, what that run was trained on (None:
+    not known) and where it was found (``runs/latest in the store data``, a path, a URL)."""
 
     path: Path
     run_id: str
+    trained_on: str | None = None
+    synthetic: bool | None = None
+    origin: str = ""
 
 
 def cache_dir(cfg: Config) -> Path:
@@ -57,40 +67,91 @@ def _cached(cfg: Config, name: str, url: str) -> Path:
     return cache_dir(cfg) / f"{digest}-{name}"
 
 
-def _download_url(cfg: Config, url: str) -> Path:
-    """Fetch an http(s) or s3 URL into the cache (atomically; reused on the next start)."""
-    from deepcurator.store import S3Store, atomic_write
+def pinned_sha256(cfg: Config, spec: str | None = None) -> str | None:
+    """The sha256 the model must have: a ``#sha256=<hex>`` suffix on the model's URL, else
+    ``serve.model_sha256``; None when neither pins it. Both given and different, or not 64 hex
+    digits: :class:`ConfigError`."""
+    spec = (spec or cfg.serve.model).strip()
+    fragment = urllib.parse.urlparse(spec).fragment
+    from_url = fragment.removeprefix("sha256=").lower() if fragment.startswith("sha256=") else None
+    from_cfg = (cfg.serve.model_sha256 or "").strip().lower() or None
+    for where, value in (("the #sha256= suffix of serve.model", from_url), ("serve.model_sha256", from_cfg)):
+        if value is not None and not _SHA256.fullmatch(value):
+            raise ConfigError(f"{where} must be 64 hexadecimal digits (a sha256), got {value!r}")
+    if from_url and from_cfg and from_url != from_cfg:
+        raise ConfigError(f"serve.model's #sha256= suffix ({from_url[:12]}…) and serve.model_sha256 "
+                          f"({from_cfg[:12]}…) disagree")
+    return from_url or from_cfg
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of the file ``path`` (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_pinned(path: Path, sha256: str | None, what: str) -> None:
+    """Refuse (:class:`ConfigError`, one line) the model file ``path`` unless its sha256 is
+    ``sha256`` (None: not pinned, nothing to check)."""
+    if sha256 is None:
+        return
+    found = file_sha256(path)
+    if found != sha256:
+        raise ConfigError(f"the model {what} has sha256 {found}, not the pinned {sha256} (serve.model_sha256 or "
+                          "the URL's #sha256=): refusing it; a changed or damaged file is never served")
+
+
+def _download_url(cfg: Config, url: str, sha256: str | None = None) -> Path:
+    """Fetch an http(s) or s3 URL into the cache, once, and check it against ``sha256``.
+
+    http(s) goes through pooch: a progress bar, a temp file renamed only once whole and its
+    hash checked (a killed download restarts cleanly), a cached copy reused when it still
+    has the pinned hash and fetched again when it does not."""
+    from deepcurator.store import S3Store
 
     parsed = urllib.parse.urlparse(url)
+    plain = urllib.parse.urlunparse(parsed._replace(fragment=""))
     name = Path(parsed.path).name or "model.keras"
-    dest = _cached(cfg, name, url)
-    if dest.is_file():
-        return dest
+    dest = _cached(cfg, name, plain)
     try:
         if parsed.scheme == "s3":
+            if dest.is_file() and (sha256 is None or file_sha256(dest) == sha256):
+                return dest
             S3Store(dataclasses.replace(cfg.s3, bucket=parsed.netloc, prefix="")).get_file(parsed.path.lstrip("/"),
                                                                                              dest)
-        else:
-            import requests
+            try:
+                check_pinned(dest, sha256, f"downloaded from {plain}")
+            except ConfigError:
+                dest.unlink(missing_ok=True)
+                raise
+            return dest
+        import pooch
+        import requests
 
-            with requests.get(url, stream=True, timeout=60) as resp:
-                if resp.status_code != 200:
-                    raise ConfigError(f"serve.model {url}: HTTP {resp.status_code}; {HOW_TO_GET_ONE}")
-
-                def write(out: BinaryIO) -> None:
-                    for block in resp.iter_content(1 << 20):
-                        out.write(block)
-
-                atomic_write(dest, write)
+        downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), chunk_size=1 << 20, timeout=60)
+        try:
+            return Path(pooch.retrieve(plain, known_hash=f"sha256:{sha256}" if sha256 else None, fname=dest.name,
+                                       path=dest.parent, downloader=downloader))
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "error"
+            raise ConfigError(f"serve.model {plain}: HTTP {status}; {HOW_TO_GET_ONE}") from None
+        except ValueError as exc:  # pooch: the download's hash is not the pinned one
+            found = _HASH_GOT.search(str(exc))
+            raise ConfigError(f"the model downloaded from {plain} has sha256 {found.group(1) if found else '?'}, not "
+                              f"the pinned {sha256} (serve.model_sha256 or the URL's #sha256=): refusing it; a "
+                              "changed or damaged file is never served") from None
     except StoreError as exc:
-        raise ConfigError(f"serve.model {url}: {exc}; {HOW_TO_GET_ONE}") from None
+        raise ConfigError(f"serve.model {plain}: {exc}; {HOW_TO_GET_ONE}") from None
     except OSError as exc:  # requests' errors are OSErrors
-        raise ConfigError(f"serve.model {url}: cannot download ({type(exc).__name__}); {HOW_TO_GET_ONE}") from None
-    return dest
+        raise ConfigError(f"serve.model {plain}: cannot download ({type(exc).__name__}); {HOW_TO_GET_ONE}") from None
 
 
-def _from_store(cfg: Config, spec: str) -> ModelSource:
-    """``runs/latest`` or ``runs/<run_id>`` in the configured store."""
+def _from_store(cfg: Config, spec: str, fallback: bool = False) -> ModelSource:
+    """``runs/latest`` or ``runs/<run_id>`` in the configured store; with ``fallback``, the
+    exported ``model/model.keras`` when the store has no finished run."""
     from deepcurator.store import open_store
 
     store = open_store(cfg)
@@ -99,7 +160,14 @@ def _from_store(cfg: Config, spec: str) -> ModelSource:
         if run_id == "latest":
             latest = runs.read_latest(store)
             if latest is None:
-                raise ConfigError(f"no model: {runs.LATEST} is not in the store {store.describe()}; {HOW_TO_GET_ONE}")
+                exported = shipped.model_file() if fallback else None
+                if exported is not None:
+                    return _with_identity(ModelSource(
+                        exported, exported.parent.name, origin=f"{exported} (the store {store.describe()} has no "
+                                                               "finished run)"))
+                nor = f" and there is no exported {shipped.MODEL_DIR}/{shipped.MODEL_FILE}" if fallback else ""
+                raise ConfigError(f"no model: {runs.LATEST} is not in the store {store.describe()}{nor}; "
+                                  f"{HOW_TO_GET_ONE}")
             run_id = latest
         key = runs.key(run_id, runs.MODEL)
         if not store.exists(key):
@@ -109,9 +177,20 @@ def _from_store(cfg: Config, spec: str) -> ModelSource:
             local = _cached(cfg, f"{run_id}.keras", f"{store.describe()}/{key}")
             if not local.is_file():
                 store.get_file(key, local)
+        trained_on, synthetic = shipped.trained_on(runs.read_config(store, run_id))
     except StoreError as exc:
         raise ConfigError(f"no model: {exc}; {HOW_TO_GET_ONE}") from None
-    return ModelSource(local, run_id)
+    return ModelSource(local, run_id, trained_on, synthetic, origin=f"runs/{run_id} in the store {store.describe()}")
+
+
+def _with_identity(source: ModelSource) -> ModelSource:
+    """``source`` with the run id and data source an export recorded beside the file
+    (``model.json``), when there is one."""
+    info = shipped.read_model_info(source.path.parent)
+    if not info or info.get("model_file", shipped.MODEL_FILE) != source.path.name:
+        return source
+    return dataclasses.replace(source, run_id=str(info.get("run_id") or source.run_id),
+                               trained_on=info.get("trained_on"), synthetic=info.get("synthetic_demo"))
 
 
 def resolve_model(cfg: Config, spec: str | None = None) -> ModelSource:
@@ -120,19 +199,21 @@ def resolve_model(cfg: Config, spec: str | None = None) -> ModelSource:
     Raises :class:`ConfigError` with a one-line message saying how to get a model when
     there is none.
     """
+    # The exported model/ stands in only for the default: a model the user named is that model.
+    fallback = spec is None and cfg.origin("serve.model") == "default"
     spec = (spec or cfg.serve.model).strip()
     scheme = urllib.parse.urlparse(spec).scheme
     if scheme in ("http", "https", "s3"):
-        path = _download_url(cfg, spec)
-        return ModelSource(path, Path(urllib.parse.urlparse(spec).path).stem)
+        path = _download_url(cfg, spec, pinned_sha256(cfg, spec))
+        return ModelSource(path, Path(urllib.parse.urlparse(spec).path).stem, origin=spec)
     if spec.startswith("runs/"):
-        return _from_store(cfg, spec)
+        return _from_store(cfg, spec, fallback=fallback and spec == runs.LATEST)
     path = Path(spec).expanduser()
     if path.suffix == ".keras":
         if not path.is_file():
             raise ConfigError(f"no model: {path} does not exist; {HOW_TO_GET_ONE}")
         run_id = path.parent.name if path.name == "model.keras" and path.parent.name else path.stem
-        return ModelSource(path, run_id)
+        return _with_identity(ModelSource(path, run_id, origin=str(path)))
     raise ConfigError(
         f"serve.model {spec!r} is not runs/latest, runs/<run_id>, a .keras file or an http(s)/s3 URL; {HOW_TO_GET_ONE}"
     )
@@ -192,6 +273,9 @@ class Scorer:
         started = time.monotonic()
         self.run_id = source.run_id
         self.path = source.path
+        self.origin = source.origin or str(source.path)
+        self.info = shipped.ModelInfo(source.run_id, shipped.file_sha256(source.path),
+                                      source.trained_on or UNKNOWN, source.synthetic)
         self.aggregation = aggregation
         self.top_k = top_k
         try:
@@ -225,11 +309,24 @@ class Scorer:
 def load_scorer(cfg: Config, model: str | None = None) -> Scorer:
     """Resolve ``model`` (default ``serve.model``) and load it with the configured aggregation."""
     s = cfg.serve
-    return Scorer(resolve_model(cfg, model), s.aggregation, s.top_k, s.tf_threads)
+    source = resolve_model(cfg, model)
+    check_pinned(source.path, pinned_sha256(cfg, model), str(source.path))  # on every start, whatever the source
+    return Scorer(source, s.aggregation, s.top_k, s.tf_threads)
 
 
 class TooShort(InputError):
     """The audio holds no whole 30-s slice."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where a track's scoring time went (wall-clock seconds): the decoder's run, the slices'
+    log-mels, and the model's calls. Decoding and features overlap with inference, so they
+    do not add up to the request's time."""
+
+    decode_s: float = 0.0
+    features_s: float = 0.0
+    inference_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -242,14 +339,51 @@ class TrackScore:
     duration_s: float
     truncated: bool
     slices: list[tuple[float, float, float]]
+    timings: Timings = dataclasses.field(default_factory=Timings, compare=False)
 
-    def to_json(self, run_id: str) -> dict[str, object]:
-        """The /predict answer (scores with two decimals)."""
-        return {
+    def to_json(self, run_id: str, model: dict[str, object] | None = None) -> dict[str, object]:
+        """The /predict answer (scores with two decimals); ``model``: which model scored it."""
+        answer: dict[str, object] = {
             "score": round(self.score, 2), "label": self.label, "duration_s": round(self.duration_s, 2),
             "run_id": run_id, "truncated": self.truncated,
             "slices": [{"start": round(a, 2), "end": round(b, 2), "score": round(s, 2)} for a, b, s in self.slices],
         }
+        if model is not None:
+            answer["model"] = model
+        return answer
+
+
+def _decode_limit(max_duration_s: float | None, over_duration: str) -> float | None:
+    """How far to decode: "reject" decodes a little past the limit, to tell an over-long
+    track from one at the limit."""
+    if max_duration_s is None:
+        return None
+    return max_duration_s if over_duration == "truncate" else max_duration_s + 1.0
+
+
+def _over(duration_s: float, max_duration_s: float | None, over_duration: str) -> bool:
+    return max_duration_s is not None and over_duration == "reject" and duration_s > max_duration_s
+
+
+def _checked(duration_s: float, n_slices: int, max_duration_s: float | None, over_duration: str) -> bool:
+    """Whether only the start was scored; :class:`TooLong` or :class:`TooShort` when the
+    track cannot be scored."""
+    if _over(duration_s, max_duration_s, over_duration):
+        raise TooLong(f"audio is longer than the {max_duration_s:.0f} s limit")
+    if not n_slices:
+        raise TooShort(f"audio is {duration_s:.1f} s long; at least 30 s (one slice) is needed")
+    return (max_duration_s is not None and over_duration == "truncate"
+            and duration_s >= max_duration_s - 0.01)
+
+
+def _track_score(scorer: Scorer, probs: list[float] | np.ndarray, duration_s: float, truncated: bool,
+                 timings: Timings) -> TrackScore:
+    from deepcurator.stream import slice_times
+
+    p = np.asarray(probs, dtype=np.float32)
+    score = 100.0 * scorer.track_probability(p)
+    slices = [(a, b, 100.0 * float(s)) for (a, b), s in zip(slice_times(len(p)), p, strict=True)]
+    return TrackScore(score, label_of(score), duration_s, truncated, slices, timings)
 
 
 def score_file(scorer: Scorer, path: str | os.PathLike[str], *, decode_timeout: float | None = 30.0,
@@ -260,25 +394,56 @@ def score_file(scorer: Scorer, path: str | os.PathLike[str], *, decode_timeout: 
     first ``max_duration_s`` seconds are scored (``"truncate"``). Under one slice:
     :class:`TooShort`. Unreadable input or a decode past ``decode_timeout``: ``DecodeError``.
     """
-    from deepcurator.stream import SliceStream, slice_times
+    from deepcurator.stream import SliceStream
 
-    limit = None
-    if max_duration_s is not None:
-        # "reject" decodes a little past the limit, to tell an over-long track from one at the limit.
-        limit = max_duration_s if over_duration == "truncate" else max_duration_s + 1.0
-    stream = SliceStream(path, timeout=decode_timeout, max_duration=limit)
+    stream = SliceStream(path, timeout=decode_timeout, max_duration=_decode_limit(max_duration_s, over_duration))
     probs = []
+    inference = 0.0
     for x in stream:
+        started = time.perf_counter()
         probs.append(scorer.predict(x[None])[0])
-        if over_duration == "reject" and max_duration_s is not None and stream.duration_s > max_duration_s:
+        inference += time.perf_counter() - started
+        if _over(stream.duration_s, max_duration_s, over_duration):
             break
-    if max_duration_s is not None and over_duration == "reject" and stream.duration_s > max_duration_s:
-        raise TooLong(f"audio is longer than the {max_duration_s:.0f} s limit")
-    truncated = (max_duration_s is not None and over_duration == "truncate"
-                 and stream.duration_s >= max_duration_s - 0.01)
-    if not probs:
-        raise TooShort(f"audio is {stream.duration_s:.1f} s long; at least 30 s (one slice) is needed")
-    p = np.asarray(probs, dtype=np.float32)
-    score = 100.0 * scorer.track_probability(p)
-    slices = [(a, b, 100.0 * float(s)) for (a, b), s in zip(slice_times(len(p)), p, strict=True)]
-    return TrackScore(score, label_of(score), stream.duration_s, truncated, slices)
+    truncated = _checked(stream.duration_s, len(probs), max_duration_s, over_duration)
+    return _track_score(scorer, probs, stream.duration_s, truncated,
+                        Timings(stream.decode_s, stream.features_s, inference))
+
+
+@dataclass(frozen=True)
+class TrackInput:
+    """A decoded track as model input, ready to score: its slices ``(n, 128, 1291, 1)``
+    float32 (the same values :func:`score_file` feeds the model), duration, whether it was
+    cut at ``max_duration_s``, and the decode and feature times. Made in a worker process by
+    ``rate`` (:func:`track_input`), scored in the model's process (:func:`score_input`)."""
+
+    slices: np.ndarray
+    duration_s: float
+    truncated: bool
+    decode_s: float
+    features_s: float
+
+
+def track_input(path: str | os.PathLike[str], *, decode_timeout: float | None = 30.0,
+                max_duration_s: float | None = None, over_duration: str = "reject") -> TrackInput:
+    """Decode and featurise ``path`` without the model (the same limits and errors as
+    :func:`score_file`)."""
+    from deepcurator.stream import SliceStream
+
+    stream = SliceStream(path, timeout=decode_timeout, max_duration=_decode_limit(max_duration_s, over_duration))
+    xs = []
+    for x in stream:
+        xs.append(x)
+        if _over(stream.duration_s, max_duration_s, over_duration):
+            break
+    truncated = _checked(stream.duration_s, len(xs), max_duration_s, over_duration)
+    return TrackInput(np.stack(xs), stream.duration_s, truncated, stream.decode_s, stream.features_s)
+
+
+def score_input(scorer: Scorer, track: TrackInput) -> TrackScore:
+    """Score a :class:`TrackInput` slice by slice (batches of one, as :func:`score_file`, so
+    the scores are the server's, bit for bit)."""
+    started = time.perf_counter()
+    probs = [scorer.predict(x[None])[0] for x in track.slices]
+    timings = Timings(track.decode_s, track.features_s, time.perf_counter() - started)
+    return _track_score(scorer, probs, track.duration_s, track.truncated, timings)

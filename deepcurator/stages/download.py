@@ -4,7 +4,8 @@
 - :func:`classify` maps a yt-dlp exception to a failure reason (pure);
 - :func:`fetch` downloads one URL into a folder and returns the audio file;
 - :func:`download_one` fetches one id into a temp folder and puts it in the store
-  atomically, pausing every worker of the process after a rate-limit answer;
+  atomically, pausing every worker after a rate-limit answer (of the process, or on a Dask
+  cluster of the whole cluster: :class:`~deepcurator.cluster.SharedPause`);
 - :func:`run_stage` skips what is done, runs the rest on an executor and keeps the failure
   log (``failures/download.jsonl``) and the end-of-stage summary.
 
@@ -18,6 +19,7 @@ see :func:`id_problem`; found before any request), ``other``.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import shutil
 import subprocess
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepcurator import layout
+from deepcurator import layout, shipped
+from deepcurator.cluster import HostSlots, SharedPause, holding, host_slots, shared_pause, worker_store
 from deepcurator.config import Config, DownloadConfig
 from deepcurator.errors import ConfigError, InputError, TooLong
 from deepcurator.failures import FailureLog
@@ -37,6 +40,8 @@ from deepcurator.scratch import scratch_dir
 from deepcurator.stagerun import Plan, Summary, fmt_bytes, run_plan
 from deepcurator.store import Store
 from deepcurator.youtube import is_video_id, is_youtube_url
+
+logger = logging.getLogger(__name__)
 
 STAGE = "download"
 REASONS = ("unavailable", "rate_limited", "network", "ffmpeg", "too_long", "invalid_id", "other")
@@ -62,16 +67,25 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    """What one download needs: the ``download`` config section plus the resolved ffmpeg path."""
+    """What one download needs: the ``download`` config section and, on a Dask cluster, the
+    cluster-wide pause and the per-machine slots. The ffmpeg binary is not in it: each worker
+    resolves its own where the download runs (:attr:`ffmpeg`), so a worker whose ffmpeg lives
+    elsewhere than the client's works."""
 
     cfg: DownloadConfig
-    ffmpeg: str
+    pause: SharedPause | None = None
+    slots: HostSlots | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
+        return cls(config.download)
+
+    @property
+    def ffmpeg(self) -> str:
+        """``download.ffmpeg``, else this machine's default (``$DEEPCURATOR_FFMPEG``, imageio-ffmpeg's)."""
         from deepcurator.audio import ffmpeg_exe
 
-        return cls(config.download, ffmpeg_exe(config.download.ffmpeg))
+        return ffmpeg_exe(self.cfg.ffmpeg)
 
 
 @dataclass(frozen=True)
@@ -292,20 +306,29 @@ _PACER = _Pacer()
 def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
     """Download ``item_id`` and put it in the store as ``audio/<id>.<ext>`` (atomically).
 
-    After a rate-limit answer every download of this process pauses for
-    ``rate_limit_backoff_s`` (doubled at each further answer for this id) and the id is tried
-    again, up to ``rate_limit_retries`` times. Expected failures are returned, not raised.
+    After a rate-limit answer every download of this process (on a Dask cluster: of the
+    cluster) pauses for ``rate_limit_backoff_s`` (doubled at each further answer for this id)
+    and the id is tried again, up to ``rate_limit_retries`` times. On a cluster, a download
+    holds one of its machine's ``download.workers`` slots. Expected failures are returned,
+    not raised.
     """
     cfg = settings.cfg
     problem = id_problem(item_id, cfg.url_template)
     if problem:
         return Outcome(item_id, reason="invalid_id", detail=problem)
+    with holding(settings.slots):
+        return _download(item_id, settings, store)
+
+
+def _download(item_id: str, settings: Settings, store: Store) -> Outcome:
     from yt_dlp.utils import YoutubeDLError
 
+    cfg = settings.cfg
+    pacer: _Pacer | SharedPause = settings.pause or _PACER
     url = url_for(cfg.url_template, item_id)
     attempt = 0
     while True:
-        _PACER.wait()
+        pacer.wait()
         with scratch_dir("dl") as tmp:
             try:
                 path = fetch(url, item_id, tmp, cfg, settings.ffmpeg)
@@ -318,7 +341,7 @@ def download_one(item_id: str, settings: Settings, store: Store) -> Outcome:
                 return Outcome(item_id, key=key, bytes=size)
         if reason != "rate_limited" or attempt >= cfg.rate_limit_retries:
             return Outcome(item_id, reason=reason, detail=detail)
-        _PACER.pause(cfg.rate_limit_backoff_s * 2 ** attempt)
+        pacer.pause(cfg.rate_limit_backoff_s * 2 ** attempt)
         attempt += 1
 
 
@@ -328,15 +351,29 @@ def _detail(exc: BaseException) -> str:
 
 
 def read_ids(store: Store) -> list[str]:
-    """The labelled ids of ``labels.csv`` in the store, in file order, without repeats."""
+    """The labelled ids of ``labels.csv`` in the store, in file order, without repeats. A store
+    without one gets the project's shipped ``labels.csv`` (:func:`use_shipped_labels`)."""
     import pandas as pd
 
     if not store.exists(layout.LABELS):
-        raise InputError(f"{layout.LABELS} is not in the store {store.describe()}: run `deepcurator labels` first")
+        use_shipped_labels(store)
     df = pd.read_csv(io.BytesIO(store.get_bytes(layout.LABELS)), dtype={"youtube_id": "string"})
     if "youtube_id" not in df.columns:
         raise InputError(f"{layout.LABELS} has no youtube_id column")
     return list(dict.fromkeys(df["youtube_id"].dropna().str.strip()))
+
+
+def use_shipped_labels(store: Store) -> None:
+    """Copy the project's shipped ``labels.csv`` (the original's table labelled with the default
+    settings; :mod:`deepcurator.shipped`) into a store that has none, as the original let
+    users skip the labels step; said in a log line. :class:`InputError` when there is none."""
+    found = shipped.find(shipped.LABELS)
+    if found is None or not found.is_file():
+        raise InputError(f"{layout.LABELS} is not in the store {store.describe()} and the project ships none here: "
+                         "run `deepcurator labels` first")
+    store.put_file(layout.LABELS, found)
+    logger.info("download: the store %s has no %s; using the shipped %s (copied into the store)",
+                store.describe(), layout.LABELS, found)
 
 
 def stored_ids(store: Store) -> set[str]:
@@ -370,9 +407,10 @@ def run(config: Config, store: Store, *, retry: Iterable[str] = (), limit: int |
         workers: int | None = None) -> Summary:
     """The stage: download every labelled id not yet done (at most ``limit``); returns the summary.
 
-    ``retry`` names the failure reasons to try again (``--retry-failed``).
+    ``retry`` names the failure reasons to try again (``--retry-failed``). ``workers`` (default
+    ``download.workers``) downloads run at once: threads of this process, or on a Dask cluster
+    at most that many per machine.
     """
-    settings = Settings.from_config(config)
     if config.download.rate_limit:
         parse_rate(config.download.rate_limit)
     if config.download.cookies and not Path(config.download.cookies).is_file():
@@ -390,8 +428,13 @@ def run(config: Config, store: Store, *, retry: Iterable[str] = (), limit: int |
         nonlocal total
         total += result.bytes
 
-    with make_executor(config, workers or config.download.workers, kind="thread") as pool:
-        summary = run_plan(STAGE, p, download_one, settings, store, executor=pool, outcome=_outcome,
+    concurrency = workers or config.download.workers
+    with make_executor(config, concurrency, kind="thread", store=store) as pool, \
+            shared_pause(pool, STAGE) as pause:
+        cookies = [config.download.cookies] if config.download.cookies else []
+        task_store = worker_store(pool, store, ffmpeg=config.download.ffmpeg, files=cookies) if p.todo else store
+        settings = Settings(config.download, pause=pause, slots=host_slots(pool, STAGE, concurrency))
+        summary = run_plan(STAGE, p, download_one, settings, task_store, executor=pool, outcome=_outcome,
                            failures=log, on_done=count)
     summary.extra["bytes"] = fmt_bytes(total)
     return summary

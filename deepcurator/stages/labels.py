@@ -25,13 +25,18 @@ linked from several releases gets one score by the rule ``labels.shared_ids``:
   (one pass: the cut-offs of the second ranking are not checked again).
 
 :func:`shared_balance` measures what a rule does to the class balance of the shared ids
-(README, "Labels": on the real table ``highest`` sends 4 in 5 of them to good).
+(docs/REFERENCE.md, "Labels": on the real table ``highest`` sends 4 in 5 of them to good).
 Ids are ranked by score (ties broken by id, so the input's row order does not matter);
 the top ``n`` are good (1), the bottom ``n`` not-good (0).
+
+A relative ``labels.dataset`` is read from the working directory, else from the project's
+folder, where the repository ships the original's table (:mod:`deepcurator.shipped`): so
+``python create_labels.py`` with no arguments labels the shipped ``dataset.csv``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepcurator import layout, plots
+from deepcurator import layout, plots, shipped
 from deepcurator.config import SHARED_ID_RULES, LabelsConfig
 from deepcurator.errors import InputError
 from deepcurator.store import Store
@@ -47,6 +52,8 @@ from deepcurator.youtube import VIDEO_ID
 
 COLUMNS = ("discogs_id", "have", "want", "rating_average", "rating_count", "price", "youtube_id")
 NUMERIC = ("have", "want", "rating_average", "rating_count", "price")
+
+logger = logging.getLogger(__name__)
 
 
 def check(params: LabelsConfig) -> None:
@@ -228,6 +235,20 @@ class LabelsRun:
                 f"{self.n} not-good -> {self.destination} ({self.elapsed_s:.1f} s)")
 
 
+def locate_dataset(name: str) -> Path:
+    """The table ``labels.dataset`` names: the path itself when it exists or is absolute, else
+    the same relative path in the project's folder (the shipped ``dataset.csv``), said in a log
+    line; else the path as given (and :func:`read_dataset` says it is not found)."""
+    path = Path(name).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    found = shipped.find(path)
+    if found is not None and found.is_file():
+        logger.info("labels: no %s in the working directory; reading the project's %s", path, found)
+        return found
+    return path
+
+
 def read_dataset(path: Path) -> pd.DataFrame:
     """The Discogs table at ``path``; :class:`InputError` when it is missing or not a CSV."""
     if not path.is_file():
@@ -238,15 +259,18 @@ def read_dataset(path: Path) -> pd.DataFrame:
         raise InputError(f"dataset {path} is not a readable CSV: {exc}") from None
 
 
-def source_of(path: Path) -> dict[str, str]:
-    """What the table is: the synthetic demo corpus (a ``truth.csv`` beside it, as
-    :mod:`deepcurator.demo.corpus` writes) or a Discogs table, with its file's date (UTC)."""
+def source_of(path: Path, data_source: str) -> dict[str, str]:
+    """What the table is (``labels.data_source``: the synthetic demo corpus or a Discogs
+    table), where it was read, and its date: the shipped table's compilation year, else the
+    file's modification date (UTC)."""
     import datetime as dt
 
-    mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d")
-    if (path.parent / "truth.csv").is_file():
-        return {"kind": "synthetic demo corpus", "path": str(path), "date": mtime}
-    return {"kind": "Discogs table", "path": str(path), "date": mtime}
+    if shipped.is_shipped_dataset(path):
+        date = shipped.SHIPPED_DATASET_DATE
+    else:
+        date = "file dated " + dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d")
+    kind = "synthetic demo corpus" if data_source == shipped.DEMO_SOURCE else "Discogs table"
+    return {"kind": kind, "path": str(path), "date": date}
 
 
 def run(params: LabelsConfig, store: Store) -> LabelsRun:
@@ -256,7 +280,7 @@ def run(params: LabelsConfig, store: Store) -> LabelsRun:
     import json
 
     started = time.monotonic()
-    path = Path(params.dataset)
+    path = locate_dataset(params.dataset)
     df = read_dataset(path)
     result = make_labels(df, params)
     store.put_bytes(layout.LABELS, result.labels[["youtube_id", "label"]].to_csv(index=False).encode())
@@ -264,7 +288,7 @@ def run(params: LabelsConfig, store: Store) -> LabelsRun:
     kept = result.scores[result.scores["status"] == "kept"]
     per_id = kept.groupby("youtube_id")["score"].max()
     store.put_bytes(layout.SCORES_PLOT, plots.score_histogram(per_id.to_numpy(), *result.thresholds, params.n))
-    report = {"source": source_of(path), "n": params.n, "shared_ids_rule": params.shared_ids,
+    report = {"source": source_of(path, params.data_source), "n": params.n, "shared_ids_rule": params.shared_ids,
               "shared_balance": shared_balance(result), "thresholds": list(result.thresholds)}
     store.put_bytes(layout.LABELS_REPORT, (json.dumps(report, indent=2) + "\n").encode())
     return LabelsRun(rows=len(df), repeated=len(df) - int(df["youtube_id"].nunique()), scored_ids=len(per_id),

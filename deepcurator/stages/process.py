@@ -3,7 +3,8 @@
 Each track is decoded (:mod:`deepcurator.audio`), turned into its log-mel
 (:func:`deepcurator.features.logmel`) and stored as ``np.save`` of the float16 array
 ``features.quantize(S)``, shape ``(128, F)``. Tracks run in parallel on an Executor (a spawn
-process pool, or Dask); each worker uses one core (BLAS and FFT pinned to one thread).
+process pool, or Dask); each worker uses one core (BLAS and FFT pinned to one thread), and
+decodes with its own mpg123 and ffmpeg.
 
 Re-running does no work twice: a track whose features exist is skipped, and so is one that
 failed for good before (undecodable, too short, silent) unless ``retry_all``. A failure
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepcurator import audio, features, layout, native_stderr
+from deepcurator.cluster import HostSlots, holding, host_slots, worker_store
 from deepcurator.config import Config, ProcessConfig
 from deepcurator.failures import FailureLog
 from deepcurator.parallel import default_workers, make_executor
@@ -75,16 +77,42 @@ def done_ids(store: Store) -> set[str]:
 
 _threads_limited = False
 
+# glibc's mallopt parameters (<malloc.h>) and the steady state of its default, dynamic policy
+# on 64-bit: blocks up to 32 MiB come from the heap, which keeps up to 64 MiB of freed top.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+
 
 def _one_thread_per_worker() -> None:
     """Pin BLAS (and OpenMP) pools to one thread in this process: the stage's parallelism
-    is one track per worker, and nested thread pools would oversubscribe the cores."""
+    is one track per worker, and nested thread pools would oversubscribe the cores. Also
+    undo a fixed ``MALLOC_TRIM_THRESHOLD_`` (:func:`_reuse_freed_memory`)."""
     global _threads_limited
     if not _threads_limited:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1)
+        _reuse_freed_memory()
         _threads_limited = True
+
+
+def _reuse_freed_memory() -> bool:
+    """Give glibc back the steady state of its default allocation policy when the environment
+    fixed its thresholds (Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``,
+    which also freezes the mmap threshold at 128 KiB): then each track's large arrays (the
+    decoded samples, the spectrogram) are mapped fresh and page-faulted in, and the stage took
+    45 % more CPU per track on Dask workers than in the local pool (bench/RESULTS.md, "Dask").
+    True when it was changed; nothing happens on other systems."""
+    if not any(name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def track_features(path: str | os.PathLike[str], cfg: ProcessConfig) -> np.ndarray:
@@ -110,9 +138,16 @@ def track_features(path: str | os.PathLike[str], cfg: ProcessConfig) -> np.ndarr
     return features.quantize(features.logmel(y))
 
 
-def process_track(item: tuple[str, str], store: Store, cfg: ProcessConfig) -> TrackResult:
+def process_track(item: tuple[str, str], store: Store, cfg: ProcessConfig,
+                  slots: HostSlots | None = None) -> TrackResult:
     """Worker task: fetch ``item = (track id, audio key)``, compute its features and store
-    them under ``features/<id>.npy``. Runs in a worker process."""
+    them under ``features/<id>.npy``. Runs in a worker process (on a Dask cluster, holding one
+    of its machine's ``slots`` when there are any)."""
+    with holding(slots):
+        return _process_track(item, store, cfg)
+
+
+def _process_track(item: tuple[str, str], store: Store, cfg: ProcessConfig) -> TrackResult:
     _one_thread_per_worker()
     native_stderr.install()  # the mp3 decoder's per-frame notes go to a DEBUG logger
     track_id, key = item
@@ -165,8 +200,11 @@ def _outcome(item: tuple[str, str], result: TrackResult | BaseException) -> tupl
     return "error", f"{type(result).__name__}: {result}"
 
 
-def process_all(store: Store, executor: Executor, cfg: ProcessConfig, *, retry_all: bool = False) -> Summary:
-    """Process every pending track of ``store`` on ``executor``; returns the summary."""
+def process_all(store: Store, executor: Executor, cfg: ProcessConfig, *, retry_all: bool = False,
+                per_host: int = 0) -> Summary:
+    """Process every pending track of ``store`` on ``executor``; returns the summary. On a Dask
+    cluster at most ``per_host`` tracks run at once per machine (0: as many as its workers'
+    threads)."""
     claim_spec(store)
     failures = FailureLog(store, STAGE)
     audio_seconds = 0.0
@@ -175,8 +213,11 @@ def process_all(store: Store, executor: Executor, cfg: ProcessConfig, *, retry_a
         nonlocal audio_seconds
         audio_seconds += result.seconds
 
-    summary = run_plan(STAGE, plan(store, failures, retry_all), process_track, store, cfg, executor=executor,
-                       outcome=_outcome, item_id=lambda item: item[0], failures=failures, on_done=count)
+    todo = plan(store, failures, retry_all)
+    task_store = worker_store(executor, store) if todo.todo else store
+    summary = run_plan(STAGE, todo, process_track, task_store, cfg, host_slots(executor, STAGE, per_host),
+                       executor=executor, outcome=_outcome, item_id=lambda item: item[0], failures=failures,
+                       on_done=count)
     summary.extra["audio"] = fmt_hours(audio_seconds)
     if summary.done:
         summary.extra["speed"] = fmt_speed(audio_seconds, summary.elapsed_s)
@@ -185,7 +226,8 @@ def process_all(store: Store, executor: Executor, cfg: ProcessConfig, *, retry_a
 
 def run(cfg: Config, store: Store, *, workers: int | None = None, retry_all: bool = False) -> Summary:
     """The stage: process every stored track not yet processed, one per core (``workers``,
-    default ``process.workers``; 0 = every core), on a local process pool or Dask."""
+    default ``process.workers``; 0 = every core), on a local process pool or Dask (where a
+    ``workers`` above 0 caps the tracks at once per machine)."""
     n = workers if workers is not None else cfg.process.workers
-    with make_executor(cfg, n if n > 0 else default_workers(), kind="process") as executor:
-        return process_all(store, executor, cfg.process, retry_all=retry_all)
+    with make_executor(cfg, n if n > 0 else default_workers(), kind="process", store=store) as executor:
+        return process_all(store, executor, cfg.process, retry_all=retry_all, per_host=n)

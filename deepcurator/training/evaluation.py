@@ -1,5 +1,5 @@
 """Scoring a model: predictions at slice and track level and the metrics of the report
-(README, "Training and evaluation").
+(docs/REFERENCE.md, "Training and evaluation").
 
 A track's score aggregates its slices' scores with the configured ``serve.aggregation``
 (:func:`deepcurator.scores.aggregate`: mean, median or top-k mean), exactly as the server

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepcurator import plots, runs
+from deepcurator import plots, runs, shipped
 from deepcurator.config import Config
 from deepcurator.scratch import scratch_dir
 from deepcurator.store import Store
@@ -63,6 +63,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     state = runs.read_state(store, run_id) or {}
     splits = runs.read_splits(store, run_id)
     agg, top_k = cfg.serve.aggregation, cfg.serve.top_k
+    trained_on, synthetic = shipped.trained_on(runs.read_config(store, run_id))
     with scratch_dir("eval") as tmp:
         store.get_file(runs.key(run_id, runs.MODEL), Path(tmp) / runs.MODEL)
         model = keras.saving.load_model(Path(tmp) / runs.MODEL)
@@ -98,7 +99,8 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "run_id": run_id,
         "model": {"width": tc.width, "params": int(model.count_params())},
-        "data": {"class_balance": class_balance(splits),
+        "data": {"trained_on": trained_on, "synthetic_demo": synthetic,
+                 "class_balance": class_balance(splits),
                  "slices": {name: len(items[name]) for name in items},
                  "tracks_with_features": {name: len(parts[name]) for name in parts},
                  "labels": _labels_report(store)},
@@ -128,6 +130,14 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
         | {"baseline tracks": metrics["baseline"]["test"]["track"]["reliability"]}))
     store.put_bytes(runs.key(run_id, "MODEL_CARD.md"), model_card(metrics, tc.__dict__, state).encode())
     return metrics
+
+
+def _synthetic_note(synthetic: bool | None) -> str:
+    if not synthetic:
+        return ""
+    return (" **This model has never heard real music**: the corpus is synthesised and its Discogs\n"
+            "statistics made up, so its scores say nothing about real tracks (model/README.md says how the real\n"
+            "model is made).")
 
 
 def _calibration_line(cal: dict | None) -> str:
@@ -164,10 +174,10 @@ def _source_line(labels: dict[str, Any] | None) -> str:
         return "The data's source is not recorded (no `labels_report.json` in the store: labels from an older version)."
     src = labels["source"]
     if src["kind"] == "synthetic demo corpus":
-        return (f"**The data is synthetic**: the demo corpus `{src['path']}` (written {src['date']}), "
+        return (f"**The data is synthetic**: the demo corpus `{src['path']}` ({src['date']}), "
                 "numpy-synthesised tracks with a hidden quality and a Discogs-like table generated from it; "
                 "nothing here measures real music or real Discogs listings.")
-    return f"The data is the Discogs table `{src['path']}` (file dated {src['date']})."
+    return f"The data is the Discogs table `{src['path']}` ({src['date']})."
 
 
 def _shared_line(labels: dict[str, Any] | None) -> str:
@@ -235,6 +245,7 @@ that a track is in the "good" class. A track's score is the {agg_word} of its sl
 (`serve.aggregation: {agg['method']}`, as the server computes it; the metrics below use it).
 
 ## Data and labels
+Trained on {metrics['data'].get('trained_on', 'unknown')}.{_synthetic_note(metrics['data'].get('synthetic_demo'))}
 {_source_line(labels)}
 
 Labels come from Discogs statistics of the releases that link each YouTube video: the

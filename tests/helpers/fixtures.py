@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,12 @@ def tiny_scorer(tiny_model: Path):  # noqa: ANN201
     from deepcurator.serving.scoring import ModelSource, Scorer
 
     return Scorer(ModelSource(tiny_model, RUN_ID))
+
+
+@pytest.fixture
+def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private temp folder for uploads, to check that none is left behind."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder

@@ -1,4 +1,5 @@
-// Upload the chosen file to /predict, then show the score and a bar chart of the slices.
+// Rate one file or a batch: each file is posted to /predict in turn, its row joins a table
+// sorted by score as the answers come, and a row opens the chart of its slices' scores.
 "use strict";
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -33,32 +34,148 @@ function drawChart(svg, slices, duration) {
   }
 }
 
-document.getElementById("upload-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const file = document.getElementById("audio").files[0];
-  const status = document.getElementById("status");
-  const result = document.getElementById("result");
-  if (!file) return;
-  status.className = "";
-  status.textContent = `Rating ${file.name}…`;
-  result.hidden = true;
+const $ = (id) => document.getElementById(id);
+let tracks = [];   // {name, state: "pending"|"scored"|"failed", body?, error?, order}
+let opened = null; // the track whose chart is shown
+let batchId = 0;   // a new batch stops the rows of the previous one from being updated
+
+function show(track) {
+  opened = track;
+  const body = track.body;
+  $("score").textContent = body.score.toFixed(2);
+  const label = $("label");
+  label.textContent = body.label;
+  label.className = body.label;
+  $("details").textContent =
+    `${track.name}: ${body.duration_s.toFixed(1)} s, ${body.slices.length} slices` + (body.truncated ? " (truncated)" : "");
+  drawChart($("chart"), body.slices, body.duration_s);
+  $("result").hidden = false;
+  renderTable();
+}
+
+function cell(row, text, cls) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+// Scored tracks by score (best first), then the ones still waiting, then the failed ones.
+function renderTable() {
+  const rank = { scored: 0, pending: 1, failed: 2 };
+  const sorted = [...tracks].sort((a, b) => rank[a.state] - rank[b.state]
+    || (a.state === "scored" ? b.body.score - a.body.score : 0) || a.order - b.order);
+  const tbody = $("batch").tBodies[0];
+  tbody.replaceChildren();
+  sorted.forEach((t, i) => {
+    const row = tbody.insertRow();
+    row.className = t.state + (t === opened ? " open" : "");
+    row.dataset.file = t.name;
+    cell(row, String(i + 1), "num");
+    if (t.state === "scored") {
+      cell(row, t.body.score.toFixed(2), "num score");
+      cell(row, t.body.label, t.body.label);
+      cell(row, `${t.body.duration_s.toFixed(1)} s`, "num");
+      cell(row, t.name, "file");
+      row.title = "show the slices' scores";
+      row.addEventListener("click", () => show(t));
+    } else if (t.state === "failed") {
+      cell(row, "failed", "score");
+      cell(row, "", "");
+      cell(row, "", "");
+      cell(row, `${t.name}: ${t.error}`, "file");
+    } else {
+      cell(row, "…", "score");
+      cell(row, "", "");
+      cell(row, "", "");
+      cell(row, t.name, "file");
+    }
+  });
+}
+
+async function rateOne(file) {
   const form = new FormData();
   form.append("audio", file);
+  const response = await fetch("predict", { method: "POST", body: form, headers: { Accept: "application/json" } });
+  let body;
   try {
-    const response = await fetch("predict", { method: "POST", body: form, headers: { Accept: "application/json" } });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-    document.getElementById("score").textContent = body.score.toFixed(2);
-    const label = document.getElementById("label");
-    label.textContent = body.label;
-    label.className = body.label;
-    document.getElementById("details").textContent =
-      `${file.name}: ${body.duration_s.toFixed(1)} s, ${body.slices.length} slices` + (body.truncated ? " (truncated)" : "");
-    drawChart(document.getElementById("chart"), body.slices, body.duration_s);
-    status.textContent = "";
-    result.hidden = false;
+    body = await response.json();
   } catch (err) {
-    status.className = "error";
-    status.textContent = `Error: ${err.message}`;
+    throw new Error(`HTTP ${response.status}`);
   }
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+async function rateBatch(files) {
+  if (!files.length) return;
+  const id = ++batchId;
+  const status = $("status");
+  status.className = "";
+  $("result").hidden = true;
+  opened = null;
+  tracks = files.map((f, i) => ({ name: f.name, state: "pending", order: i }));
+  $("batch-section").hidden = false;
+  const progress = $("progress");
+  progress.max = files.length;
+  progress.value = 0;
+  renderTable();
+  let failed = 0;
+  for (let i = 0; i < files.length; i++) {
+    if (id !== batchId) return;
+    status.textContent = `Rating ${files[i].name}…`;
+    $("progress-text").textContent = `${i} of ${files.length} rated`;
+    const track = tracks[i];
+    try {
+      track.body = await rateOne(files[i]);
+      track.state = "scored";
+    } catch (err) {
+      track.state = "failed";
+      track.error = err.message;
+      failed++;
+    }
+    if (id !== batchId) return;
+    progress.value = i + 1;
+    $("progress-text").textContent = `${i + 1} of ${files.length} rated` + (failed ? `, ${failed} failed` : "");
+    if (track.state === "scored" && opened === null) show(track);
+    else renderTable();
+  }
+  if (files.length === 1 && failed) {
+    status.className = "error";
+    status.textContent = `Error: ${tracks[0].error}`;
+  } else if (failed === files.length) {
+    status.className = "error";
+    status.textContent = `Error: none of the ${files.length} files could be rated`;
+  } else {
+    status.textContent = files.length > 1 ? `Rated ${files.length - failed} of ${files.length} files; click a row for its slices.` : "";
+  }
+}
+
+$("upload-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  rateBatch([...$("audio").files]);
 });
+
+const drop = $("drop");
+for (const kind of ["dragenter", "dragover"]) {
+  drop.addEventListener(kind, (event) => { event.preventDefault(); drop.classList.add("over"); });
+}
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  rateBatch([...event.dataTransfer.files]);
+});
+
+// The model's identity, from /health (and whether it learnt from the synthetic demo corpus, when the server says).
+fetch("health").then((r) => r.json()).then((health) => {
+  const model = health.model || {};
+  const note = $("model-id");
+  let text = `model run ${health.run_id}, aggregation ${health.aggregation}`;
+  if (model.trained_on) text += `, trained on ${model.trained_on}`;
+  if (model.synthetic_demo) {
+    text += " — the synthetic demo corpus, not real music: its scores say nothing about real tracks";
+    note.classList.add("synthetic");
+  }
+  note.textContent = text;
+}).catch(() => {});
