@@ -94,6 +94,10 @@ class LabelsConfig:
     weight_ratio: float = 1.0
     weight_rating: float = 1.0
     weight_price: float = 1.0
+    shared_ids: str = "drop"  # a video on several releases: highest, mean, or drop (docs/REFERENCE.md, "Labels")
+
+
+SHARED_ID_RULES = ("highest", "mean", "drop")
 
 
 @dataclass
@@ -426,6 +430,8 @@ def _validate_labels(c: LabelsConfig) -> None:
             raise ConfigError(f"config key 'labels.{key}' must not be negative")
     if not any(getattr(c, key) > 0 for key in weights):
         raise ConfigError("config keys 'labels.weight_*' must not all be 0")
+    if c.shared_ids not in SHARED_ID_RULES:
+        raise ConfigError(f"config key 'labels.shared_ids' must be one of {', '.join(SHARED_ID_RULES)}")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:

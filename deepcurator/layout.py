@@ -21,6 +21,7 @@ from __future__ import annotations
 LABELS = "labels.csv"
 SCORES = "scores.csv"
 SCORES_PLOT = "labels_scores.png"
+LABELS_REPORT = "labels_report.json"  # the label rule, its class balance and the data source
 AUDIO_PREFIX = "audio/"
 FEATURES_PREFIX = "features/"
 FEATURE_SPEC = "feature_spec.json"

@@ -33,6 +33,7 @@ DEMO_SOURCE = "demo"
 DISCOGS_SOURCE = "discogs"
 DATA_SOURCES = (DISCOGS_SOURCE, DEMO_SOURCE)
 SYNTHETIC_TEXT = "the synthetic demo corpus (deepcurator demo-corpus)"
+SHIPPED_DATASET_DATE = "compiled in 2019 by the original DeepCurator project"
 
 
 def project_dir() -> Path:
@@ -50,6 +51,11 @@ def find(name: str | Path) -> Path | None:
         if (base / path).exists():
             return base / path
     return None
+
+
+def is_shipped_dataset(path: Path) -> bool:
+    """Whether ``path`` is the project's own ``dataset.csv`` (the original's 2019 table)."""
+    return path.resolve() == (project_dir() / DATASET).resolve()
 
 
 def model_file() -> Path | None:

@@ -2,17 +2,12 @@
 does; then each stage's outputs are checked in the store, and the README's claims about what
 the demo shows are checked at the size this test can afford.
 
-The README ("What `make demo` does", "The demo corpus") reports for the full demo (200
-tracks, width 0.25, 16 epochs): labels that agree with the hidden quality q at ROC-AUC
-0.995, a test-split track ROC-AUC of 0.978 for the CNN and 0.964 for the baseline (30 test
-tracks). This test runs the same demo at width 0.25 on 100 tracks (30 + 30 labelled: 32
-train, 12 val, 16 test tracks) for 12 epochs: about 3 minutes on this project's 2-core
-machine. Measured there (2026-12, seed 7): labels against q 0.990, CNN test tracks 0.891 (a
-second training of the same run: 0.875), best validation slice ROC-AUC 0.964, baseline test
-tracks 0.938. The thresholds below sit well under those figures, because 16 test tracks (64
-good/not-good pairs) move the ROC-AUC in steps of 1/64 and TensorFlow's arithmetic differs
-a little between runs and CPUs; they still fail a demo whose labels, features or training
-are broken (chance is 0.5). Fewer tracks cannot test this: at 24 tracks the test split holds
+This test runs the demo at width 0.25 on 100 tracks (30 + 30 labelled; about 15 test
+tracks) for 12 epochs: about 3 minutes on this project's 2-core machine before issue 13.
+The thresholds below are explained beside them: since the corpus carries q in timing and
+pitch only, what the test can demand is that the labels follow q, that the strong baseline
+learns, that the band statistics do not, and that every figure comes with its interval.
+Fewer tracks cannot test this: at 24 tracks the test split holds
 4 tracks and the CNN's test ROC-AUC is 1.0 after one epoch at 0.5 accuracy; at 60 tracks and
 8 epochs the CNN (20 training tracks) stayed at 0.69.
 """
@@ -34,10 +29,18 @@ TRACKS = 100
 EPOCHS = 12
 WIDTH = 0.25  # the demo's own model
 
-LABELS_VS_Q_MIN = 0.95  # README: 0.995 on 200 tracks; 0.990 here
-CNN_TEST_MIN = 0.75  # README: 0.978 on the full demo; 0.891 here
-CNN_BEST_VAL_MIN = 0.85  # validation slice ROC-AUC of the epoch kept: 0.964 here
-BASELINE_TEST_MIN = 0.80  # README: 0.964 on the full demo; 0.938 here
+LABELS_VS_Q_MIN = 0.95  # README: 0.995 on 200 tracks; 0.990 here (old corpus; labels depend on q, not on the faults)
+# Since issue 13 the corpus carries q in timing and pitch only, the spectral faults independent
+# of q (README, "The demo corpus"). At the demo's budget the CNN does not learn it: on the full
+# 200-track demo its best validation track ROC-AUC was 0.64 (bench/RESULTS.md, "Demo"), so the
+# CNN's thresholds only check that it runs and is not inverted. What must learn is the strong
+# baseline (5-fold by track on 72 labelled tracks of seed 7: 0.957); the band-statistics
+# baseline must not see q as well as the old corpus let it (0.975 then, 0.78 in 5-fold now).
+# With 16 test tracks (64 good/not-good pairs) an AUC moves in steps of 1/64 with a standard
+# error near 0.1, so the thresholds sit far from those figures.
+CNN_TEST_MIN = 0.3
+STRONG_BASELINE_TEST_MIN = 0.7
+BAND_BASELINE_TEST_MAX = 0.97
 
 
 @pytest.mark.slow
@@ -86,14 +89,15 @@ def test_reduced_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
     splits = pd.read_csv(run / "splits.csv", dtype={"youtube_id": str})
     assert set(splits["youtube_id"]) <= features
     test_split = splits[splits["split"] == "test"]
-    assert set(test_split["label"]) == {0, 1} and len(test_split) >= 12
+    assert set(test_split["label"]) == {0, 1} and len(test_split) >= 8  # keyed-hash splits: ~15 ± 3
 
     metrics = json.loads((run / "metrics.json").read_text())
     cnn = metrics["test"]["track"]["roc_auc"]
     baseline = metrics["baseline"]["test"]["track"]["roc_auc"]
     assert cnn >= CNN_TEST_MIN, metrics["test"]
-    assert baseline >= BASELINE_TEST_MIN, metrics["baseline"]["test"]
-    assert metrics["training"]["best_val_roc_auc"] >= CNN_BEST_VAL_MIN, metrics["training"]
+    assert baseline <= BAND_BASELINE_TEST_MAX, metrics["baseline"]["test"]
+    strong_test = metrics["strong_baseline"]["test"]["track"]
+    assert strong_test["roc_auc"] >= STRONG_BASELINE_TEST_MIN, strong_test
 
     # The metrics are what they say: recomputed from the per-track predictions of the test split.
     predictions = pd.read_csv(run / "predictions.csv", dtype={"youtube_id": str})
@@ -102,11 +106,26 @@ def test_reduced_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
     assert roc_auc_score(test["label"], test["score"]) == pytest.approx(cnn, abs=1e-3)
     assert roc_auc_score(test["label"], test["baseline_score"]) == pytest.approx(baseline, abs=1e-3)
 
+    # both baselines, bootstrap intervals around every test AUC and the paired differences
+    strong = metrics["strong_baseline"]["test"]["track"]["roc_auc"]
+    assert roc_auc_score(test["label"], test["strong_baseline_score"]) == pytest.approx(strong, abs=1e-3)
+    boot = metrics["intervals"]
+    assert boot["resamples"] >= 2000 and boot["used"] > 1900
+    lo, hi = boot["models"]["CNN"]["roc_auc"]
+    assert lo <= cnn <= hi
+    assert set(boot["differences"]) == {"CNN − band-statistics baseline", "CNN − strong baseline"}
+    assert metrics["aggregation"]["method"] == "mean"
+    assert metrics["test_scored"]["times"] == 2  # once at the end of train, once by evaluate
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "The data is synthetic" in card and "has been scored 2 times" in card
+
     # train, evaluate (from the store) and the final summary report the same test ROC-AUC.
     assert f"test tracks ROC-AUC {cnn:.3f}" in out, out[-5000:]
     assert re.search(rf"test tracks n={len(test)}: ROC-AUC {cnn:.3f} .*\(baseline ROC-AUC {baseline:.3f}\)", out)
-    assert (f"test split, track level: ROC-AUC {cnn:.3f} "
-            f"(baseline, logistic regression on band statistics: {baseline:.3f})") in out
+    assert re.search(rf"    CNN: test tracks n={len(test)} ROC-AUC {cnn:.3f} \[", out)
+    assert re.search(rf"    band-statistics baseline: test tracks n={len(test)} ROC-AUC {baseline:.3f} \[", out)
+    assert re.search(rf"    strong baseline: test tracks n={len(test)} ROC-AUC {strong:.3f} \[", out)
+    assert "    CNN − strong baseline: ROC-AUC " in out
 
     # serve: a held-out track POSTed to the running server gets the score evaluation gave it.
     posted = re.search(r"curl -X POST -F audio=@(\S+) ", out)

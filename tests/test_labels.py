@@ -71,11 +71,21 @@ def test_outliers_and_zero_prices_are_dropped() -> None:
     assert result[0].loc[99, "status"] == "want/have outlier" and result[0].loc[27, "status"] == "price outlier"
 
 
-def test_an_id_linked_from_several_releases_gets_one_label_its_best() -> None:
+def test_an_id_linked_from_several_releases_gets_one_label_by_the_shared_id_rule() -> None:
     dup = pd.concat([HAND, table([(5, 10, 20, 4.0, 10, 10.0, "DDDDDDDDDDD")])], ignore_index=True)
-    result = make_labels(dup, LabelsConfig(n=2, outlier_quantile=1.0))
+    result = make_labels(dup, LabelsConfig(n=2, outlier_quantile=1.0, shared_ids="highest"))
     assert result.labels["youtube_id"].is_unique
-    assert result.labels.set_index("youtube_id").loc["DDDDDDDDDDD", "label"] == 1
+    assert result.labels.set_index("youtube_id").loc["DDDDDDDDDDD", "label"] == 1  # its best release
+    scored, _ = score_items(dup, LabelsConfig(n=2, outlier_quantile=1.0))
+    d = scored.loc[scored["youtube_id"] == "DDDDDDDDDDD", "score"]
+    mean = make_labels(dup, LabelsConfig(n=2, outlier_quantile=1.0, shared_ids="mean"))
+    assert mean.labels.set_index("youtube_id").loc["DDDDDDDDDDD", "score"] == pytest.approx(d.mean())
+    # drop: its releases fall on both sides of a cut-off, so it is not labelled; N ids a class still are
+    drop = make_labels(dup, LabelsConfig(n=1, outlier_quantile=1.0, shared_ids="drop"))
+    assert d.max() > d.min() and "DDDDDDDDDDD" not in set(drop.labels["youtube_id"])
+    assert (drop.labels["label"] == 1).sum() == (drop.labels["label"] == 0).sum() == 1
+    with pytest.raises(InputError, match="shared_ids"):
+        make_labels(dup, LabelsConfig(n=2, shared_ids="max"))
 
 
 def test_minmax_of_constant_is_zero() -> None:
@@ -150,12 +160,17 @@ def test_label_invariants(rows: list[tuple], data: st.DataObject) -> None:
     df = table(rows)
     usable = df["youtube_id"].nunique()
     n = data.draw(st.integers(1, max(1, usable // 2)))
-    params = LabelsConfig(n=n, outlier_quantile=1.0)
+    rule = data.draw(st.sampled_from(["highest", "mean", "drop"]))
+    params = LabelsConfig(n=n, outlier_quantile=1.0, shared_ids=rule)
     if usable < 2 * n:
         with pytest.raises(InputError):
             make_labels(df, params)
         return
-    result = make_labels(df, params)
+    try:
+        result = make_labels(df, params)
+    except InputError as exc:  # drop: ids on both sides of a cut-off may leave fewer than 2 n
+        assert rule == "drop" and "usable distinct YouTube ids" in str(exc)
+        return
     labels = result.labels
     good = set(labels.loc[labels["label"] == 1, "youtube_id"])
     bad = set(labels.loc[labels["label"] == 0, "youtube_id"])

@@ -57,10 +57,14 @@ def test_splits_are_disjoint_by_track_stratified_and_deterministic() -> None:
     assert set(a["split"]) == {"train", "val", "test"}
     merged = a.merge(labels, on="youtube_id", suffixes=("", "_true"))
     assert (merged["label"] == merged["label_true"]).all()
-    bal = class_balance(a)
-    assert bal["test"] == {"tracks": 30, "good": 10, "not_good": 20}  # 15 % of each class
-    assert bal["val"] == {"tracks": 30, "good": 10, "not_good": 20}
+    bal = class_balance(a)  # keyed-hash splits: about 15 % of each class (10 good, 20 not-good) each
+    for split in ("test", "val"):
+        assert 5 <= bal[split]["good"] <= 15 and 12 <= bal[split]["not_good"] <= 28, bal
     assert sum(v["tracks"] for v in bal.values()) == 200
+    tiny = labels.iloc[:12]  # 4 good, 8 not-good: every class still in every held-out split
+    small = make_splits(tiny, 0.25, 0.25, seed=1)
+    for split in ("val", "test"):
+        assert set(small.loc[small["split"] == split, "label"]) == {0, 1}
 
 
 def test_splits_reject_bad_fractions_and_duplicate_ids() -> None:
@@ -252,6 +256,11 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     assert "sought-after on Discogs" in card and "ROC-AUC" in card
     cal = metrics["training"]["calibration"]
     assert cal["method"].startswith("Platt") and f"{cal['a']:.3f}" in card  # the served model is calibrated
+    assert metrics["test_scored"]["times"] == 1 and "has been scored 1 time**" in card
+    from deepcurator.training.mir_baseline import GRID
+
+    assert metrics["strong_baseline"]["setting"] in [dict(g) for g in GRID]
+    assert metrics["intervals"]["resamples"] == 2000 and metrics["aggregation"]["method"] == "mean"
 
     # The stored model, reloaded, gives the scores recorded in predictions.csv.
     model_path = tmp_path / "model.keras"
@@ -271,8 +280,10 @@ def test_train_writes_a_run_that_evaluate_reproduces(cfg: config_mod.Config, fea
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test tracks" in proc.stdout
     again = json.loads(store.get_bytes("runs/r1/metrics.json"))
-    for key in ("val", "test", "baseline", "data", "training"):
+    for key in ("val", "test", "baseline", "strong_baseline", "intervals", "aggregation", "data", "training"):
         assert _close(again[key], metrics[key]), key
+    assert again["test_scored"]["times"] == 2  # evaluate counts every scoring of the test split
+    assert "CNN − strong baseline: ROC-AUC" in proc.stdout and "scored 2 time(s)" in proc.stdout
 
 
 def _close(a: object, b: object) -> bool:

@@ -9,9 +9,13 @@ Layout of a corpus folder::
     truth.csv                            the hidden truth (q, faults, format, ...); the pipeline
                                          never reads it
 
-Every track has a hidden production quality ``q`` in [0, 1]. Each fault of
-:mod:`deepcurator.demo.synth` is present with a probability rising with ``1 - q`` and a strength
-scaling with ``1 - q`` (:func:`draw_faults`); a track with ``q < 0.5`` has at least one. Popularity follows
+Every track has a hidden musical quality ``q`` in [0, 1], carried by the faults of time and
+pitch only (:data:`MUSICAL_FAULTS`: timing off the grid, wrong and detuned notes): each is
+present with a probability rising with ``1 - q`` and a strength scaling with ``1 - q``, and a
+track with ``q < 0.5`` has at least one. The faults a spectrogram's band statistics show
+(:data:`SPECTRAL_FAULTS`: hiss, a muddy low-pass, clipping), like brightness and loudness, are
+drawn **independently of q** (:func:`draw_faults`), so they add variance, not signal: a model
+has to hear the playing, not the production. Popularity follows
 quality loosely: a latent ``z = q + N(0, pop_noise)`` drives want/have, the rating and the
 price, each with its own noise, so the item score of :mod:`deepcurator.stages.labels` rises with ``q``.
 
@@ -46,7 +50,9 @@ FORMATS = ("flac", "ogg", "wav")
 FORMAT_P = (0.5, 0.12, 0.38)  # Vorbis encoding costs ~10 times the synthesis: fewer ogg
 DUPLICATE_P = 0.04  # share of ids linked from a second release, as in the real table
 POP_NOISE = 0.12
-SPECTRAL_FAULTS = ("hiss", "muddy", "clipping")  # the faults a spectrogram shows
+SPECTRAL_FAULTS = ("hiss", "muddy", "clipping")  # the faults band statistics show: independent of q
+MUSICAL_FAULTS = ("timing", "pitch")  # the faults that carry q
+SPECTRAL_P = 0.4  # chance of each spectral fault, whatever q
 
 
 @dataclass(frozen=True)
@@ -72,17 +78,24 @@ def youtube_like_id(rng: np.random.Generator) -> str:
 
 
 def draw_faults(rng: np.random.Generator, q: float) -> Faults:
-    """Faults of a track of quality ``q``, severity ``1 - q``: each present with probability
-    ``clip(1.6 severity - 0.5, 0, 0.75)`` (none above q = 0.69), strength
-    ``clip(severity × U(0.75, 1.25), 0, 1)``. Below q = 0.5 at least one of the faults a
-    spectrogram shows (hiss, muddy, clipping) is present; which one is random."""
+    """Faults of a track of quality ``q``.
+
+    The musical faults (timing, pitch) carry q, with severity ``1 - q``: each is present with
+    probability ``clip(2.2 severity - 0.6, 0, 0.95)`` (none above q = 0.73), strength
+    ``clip(severity × U(0.8, 1.3), 0.15, 1)``; below q = 0.5 at least one of them is present.
+    The spectral faults (hiss, muddy, clipping) do not depend on q: each is present with
+    probability :data:`SPECTRAL_P`, strength ``U(0.15, 1)``. The draws are made in the same
+    order for every q, so q moves no spectral draw."""
     severity = 1.0 - q
-    present = rng.random(len(FAULTS)) < np.clip(1.6 * severity - 0.5, 0.0, 0.75)
-    spectral = np.isin(FAULTS, SPECTRAL_FAULTS)
-    if severity > 0.5 and not (present & spectral).any():
-        present[rng.choice(np.flatnonzero(spectral))] = True
-    strength = np.clip(severity * rng.uniform(0.75, 1.25, len(FAULTS)), 0.0, 1.0) * present
-    return Faults(**{name: round(float(s), 3) for name, s in zip(FAULTS, strength, strict=True)})
+    musical = rng.random(len(MUSICAL_FAULTS)) < np.clip(2.2 * severity - 0.6, 0.0, 0.95)
+    forced = int(rng.integers(len(MUSICAL_FAULTS)))
+    if severity > 0.5 and not musical.any():
+        musical[forced] = True
+    m_strength = np.clip(severity * rng.uniform(0.8, 1.3, len(MUSICAL_FAULTS)), 0.15, 1.0) * musical
+    spectral = rng.random(len(SPECTRAL_FAULTS)) < SPECTRAL_P
+    s_strength = rng.uniform(0.15, 1.0, len(SPECTRAL_FAULTS)) * spectral
+    strengths = dict(zip(MUSICAL_FAULTS, m_strength, strict=True)) | dict(zip(SPECTRAL_FAULTS, s_strength, strict=True))
+    return Faults(**{name: round(float(strengths[name]), 3) for name in FAULTS})
 
 
 def draw_track(seed: int, index: int) -> CorpusTrack:
@@ -233,12 +246,10 @@ def url_template(corpus_dir: str | os.PathLike[str]) -> str:
 # --- pictures -----------------------------------------------------------------------------
 
 def contrast_pair(truth: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """The highest-q track, and the lowest-q track among those with at least two of the faults
-    one can see in a spectrogram (hiss, muddy, clipping), else the lowest-q track."""
+    """The highest-q track and the lowest-q track. Their spectral faults, if any, are chance:
+    q shows in the timing and the notes, not in the spectrum's colour."""
     ranked = truth.sort_values(["q", "youtube_id"])
-    visible = (ranked[list(SPECTRAL_FAULTS)] > 0).sum(axis=1)
-    low = ranked[visible >= 2].iloc[0] if (visible >= 2).any() else ranked.iloc[0]
-    return ranked.iloc[-1], low
+    return ranked.iloc[-1], ranked.iloc[0]
 
 
 def contrast_pictures(corpus_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:

@@ -178,11 +178,12 @@ def run_demo(s: DemoSettings, report: Report) -> int:
     finally:
         stop(server)
 
-    track = metrics.get("test", {}).get("track", {})
-    baseline = metrics.get("baseline", {}).get("test", {}).get("track", {})
+    from deepcurator.summary import summary_lines
+
     report(f"\n\033[1mDemo finished\033[0m in {time.monotonic() - started:.0f} s")
-    report(f"  test split, track level: ROC-AUC {track.get('roc_auc', float('nan')):.3f} "
-          f"(baseline, logistic regression on band statistics: {baseline.get('roc_auc', float('nan')):.3f})")
+    report("  test split, track level, 95 % bootstrap intervals (a synthetic corpus: see the model card):")
+    for line in summary_lines(metrics):
+        report(f"    {line}")
     report(f"  model card: {run_dir / 'MODEL_CARD.md'}")
     if exported:
         report(f"  the model:  exported to {model_dir}: `python server.py` (or `deepcurator serve`) serves it when "

@@ -8,7 +8,7 @@ A track is drums (kick, clap, closed and open hats), a bass line, chords and a l
 Production faults (:class:`Faults`, each a strength in 0..1, 0 = absent) are what a
 listener would call worse:
 
-- ``timing``: onsets jittered off the grid (σ up to 35 ms);
+- ``timing``: onsets jittered off the grid (σ up to 40 ms), chords included;
 - ``pitch``: wrong notes (a semitone off the scale) and chords/lead detuned against the bass
   (up to 50 cents);
 - ``clipping``: the master driven up to 18 dB into a hard clipper;
@@ -242,7 +242,7 @@ class _Track:
 
     def onsets(self, seconds: np.ndarray) -> np.ndarray:
         """Sample positions of event times, jittered (natural 2 ms, more with the timing fault)."""
-        t = seconds + self.rng.normal(0.0, 0.002 + 0.035 * self.spec.faults.timing, seconds.size)
+        t = seconds + self.rng.normal(0.0, 0.002 + 0.040 * self.spec.faults.timing, seconds.size)
         return np.maximum(np.round(t * SR), 0).astype(np.int64)
 
     def grid_onsets(self, b: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -338,7 +338,7 @@ def _chords(t: _Track, h: _Harmony) -> None:
     if not bars_on.size:
         return
     bar_s = t.step_s * STEPS_PER_BAR
-    ons = np.round(bars_on * bar_s * SR).astype(np.int64)
+    ons = t.onsets(bars_on * bar_s) if t.spec.faults.timing > 0 else np.round(bars_on * bar_s * SR).astype(np.int64)
     length = int(bar_s * SR) - 200
     wave = t.rng.choice(["saw", "square"])
     for tone in (0, 2, 4):

@@ -14,8 +14,18 @@ Rows without a ``youtube_id``, or whose id is not a YouTube video id (exactly 11
 of ``A-Z a-z 0-9 _ -``), are dropped too, each reason counted.
 
 The score is the weighted mean of the components, min-max normalised again. A YouTube id
-linked from several releases takes the **highest** score among them (a video counts as
-sought-after when any release that carries it is), so every id gets exactly one label.
+linked from several releases gets one score by the rule ``labels.shared_ids``:
+
+- ``highest``: the highest score among its releases (a video counts as sought-after when
+  any release that carries it is);
+- ``mean``: the mean of its releases' scores;
+- ``drop``: ranked by the mean, but an id whose releases fall on both sides of a cut-off
+  (one release's score at or above the good cut-off and another's below it, or one at or
+  below the not-good cut-off and another above it) is dropped, and the rest ranked again
+  (one pass: the cut-offs of the second ranking are not checked again).
+
+:func:`shared_balance` measures what a rule does to the class balance of the shared ids
+(docs/REFERENCE.md, "Labels": on the real table ``highest`` sends 4 in 5 of them to good).
 Ids are ranked by score (ties broken by id, so the input's row order does not matter);
 the top ``n`` are good (1), the bottom ``n`` not-good (0).
 
@@ -35,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from deepcurator import layout, plots, shipped
-from deepcurator.config import LabelsConfig
+from deepcurator.config import SHARED_ID_RULES, LabelsConfig
 from deepcurator.errors import InputError
 from deepcurator.store import Store
 from deepcurator.youtube import VIDEO_ID
@@ -62,6 +72,8 @@ def check(params: LabelsConfig) -> None:
             raise InputError(f"{name} must be 0 or more, got {value}")
     if not sum(weights.values()) > 0:
         raise InputError("the component weights must add up to more than 0")
+    if params.shared_ids not in SHARED_ID_RULES:
+        raise InputError(f"shared_ids must be one of {', '.join(SHARED_ID_RULES)}, got {params.shared_ids!r}")
 
 
 @dataclass
@@ -147,27 +159,60 @@ def score_items(df: pd.DataFrame, params: LabelsConfig) -> tuple[pd.DataFrame, d
     return out, {str(k): int(v) for k, v in dropped.items()}
 
 
+def _rank(per_id: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The top ``n`` and bottom ``n`` ids by score (ties broken by id)."""
+    if len(per_id) < 2 * n:
+        raise InputError(f"only {len(per_id)} usable distinct YouTube ids; labelling N={n} per class needs {2 * n}")
+    ranked = per_id.sort_values(["score", "youtube_id"], ascending=[False, True],
+                                kind="mergesort").reset_index(drop=True)
+    return ranked.head(n), ranked.tail(n)
+
+
+def id_scores(kept: pd.DataFrame, n: int, rule: str) -> pd.DataFrame:
+    """One score per YouTube id (columns ``youtube_id``, ``score``, sorted by id) from the
+    kept rows' scores, by the shared-id ``rule`` (module docstring)."""
+    grouped = kept.groupby("youtube_id", sort=True)["score"]
+    if rule == "highest":
+        return grouped.max().reset_index()
+    per_id = grouped.mean().reset_index()
+    if rule == "mean":
+        return per_id
+    good, bad = _rank(per_id, n)
+    hi_cut, lo_cut = float(good["score"].min()), float(bad["score"].max())
+    lo, hi = grouped.min(), grouped.max()
+    straddles = ((hi >= hi_cut) & (lo < hi_cut)) | ((lo <= lo_cut) & (hi > lo_cut))
+    return per_id[~per_id["youtube_id"].isin(straddles[straddles].index)].reset_index(drop=True)
+
+
 def make_labels(df: pd.DataFrame, params: LabelsConfig) -> LabelResult:
-    """Score, take one score per YouTube id (its highest), rank, and label top/bottom ``n``.
+    """Score, take one score per YouTube id (``params.shared_ids``), rank, and label top/bottom ``n``.
 
     Raises :class:`InputError` when fewer than ``2 n`` distinct ids are usable.
     """
     scored, dropped = score_items(df, params)
     kept = scored[scored["status"] == "kept"]
-    per_id = kept.groupby("youtube_id", sort=True)["score"].max().reset_index()
     n = params.n
-    if len(per_id) < 2 * n:
-        raise InputError(f"only {len(per_id)} usable distinct YouTube ids; labelling N={n} per class needs {2 * n}")
-    ranked = per_id.sort_values(["score", "youtube_id"], ascending=[False, True],
-                                kind="mergesort").reset_index(drop=True)
-    good = ranked.head(n).assign(label=1)
-    bad = ranked.tail(n).assign(label=0)
+    per_id = id_scores(kept, n, params.shared_ids)
+    good, bad = _rank(per_id, n)
+    good, bad = good.assign(label=1), bad.assign(label=0)
     labels = pd.concat([good, bad], ignore_index=True)[["youtube_id", "label", "score"]]
     id_label = labels.set_index("youtube_id")["label"]
     scored["label"] = scored["youtube_id"].map(id_label).astype("Int64")
     scored = scored.sort_values(["discogs_id", "youtube_id", *NUMERIC], kind="mergesort").reset_index(drop=True)
     thresholds = (float(good["score"].min()), float(bad["score"].max()))
     return LabelResult(labels=labels, scores=scored, dropped=dropped, thresholds=thresholds)
+
+
+def shared_balance(result: LabelResult) -> dict[str, int]:
+    """Class balance of the labelled ids linked from more than one kept release:
+    ``{"shared_ids": s, "labelled": l, "good": g, "not_good": b}`` (``s`` counts every shared
+    kept id, labelled or not)."""
+    kept = result.scores[result.scores["status"] == "kept"]
+    counts = kept["youtube_id"].value_counts()
+    shared = set(counts[counts > 1].index)
+    lab = result.labels[result.labels["youtube_id"].isin(shared)]
+    good = int((lab["label"] == 1).sum())
+    return {"shared_ids": len(shared), "labelled": len(lab), "good": good, "not_good": len(lab) - good}
 
 
 @dataclass
@@ -214,16 +259,38 @@ def read_dataset(path: Path) -> pd.DataFrame:
         raise InputError(f"dataset {path} is not a readable CSV: {exc}") from None
 
 
+def source_of(path: Path, data_source: str) -> dict[str, str]:
+    """What the table is (``labels.data_source``: the synthetic demo corpus or a Discogs
+    table), where it was read, and its date: the shipped table's compilation year, else the
+    file's modification date (UTC)."""
+    import datetime as dt
+
+    if shipped.is_shipped_dataset(path):
+        date = shipped.SHIPPED_DATASET_DATE
+    else:
+        date = "file dated " + dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d")
+    kind = "synthetic demo corpus" if data_source == shipped.DEMO_SOURCE else "Discogs table"
+    return {"kind": kind, "path": str(path), "date": date}
+
+
 def run(params: LabelsConfig, store: Store) -> LabelsRun:
-    """Score ``params.dataset`` and write ``labels.csv``, ``scores.csv`` and
-    ``labels_scores.png`` to ``store`` (atomically, each)."""
+    """Score ``params.dataset`` and write ``labels.csv``, ``scores.csv``,
+    ``labels_scores.png`` and ``labels_report.json`` (the rule, its class balance, the
+    source) to ``store`` (atomically, each)."""
+    import json
+
     started = time.monotonic()
-    df = read_dataset(locate_dataset(params.dataset))
+    path = locate_dataset(params.dataset)
+    df = read_dataset(path)
     result = make_labels(df, params)
     store.put_bytes(layout.LABELS, result.labels[["youtube_id", "label"]].to_csv(index=False).encode())
     store.put_bytes(layout.SCORES, result.scores.to_csv(index=False, float_format="%.6f").encode())
-    per_id = result.scores[result.scores["status"] == "kept"].groupby("youtube_id")["score"].max()
+    kept = result.scores[result.scores["status"] == "kept"]
+    per_id = kept.groupby("youtube_id")["score"].max()
     store.put_bytes(layout.SCORES_PLOT, plots.score_histogram(per_id.to_numpy(), *result.thresholds, params.n))
+    report = {"source": source_of(path, params.data_source), "n": params.n, "shared_ids_rule": params.shared_ids,
+              "shared_balance": shared_balance(result), "thresholds": list(result.thresholds)}
+    store.put_bytes(layout.LABELS_REPORT, (json.dumps(report, indent=2) + "\n").encode())
     return LabelsRun(rows=len(df), repeated=len(df) - int(df["youtube_id"].nunique()), scored_ids=len(per_id),
                      n=params.n, dropped=result.dropped, destination=f"{store.describe()}/{layout.LABELS}",
                      elapsed_s=time.monotonic() - started)

@@ -1,8 +1,9 @@
 """Scoring a model: predictions at slice and track level and the metrics of the report
 (docs/REFERENCE.md, "Training and evaluation").
 
-A track's score is the mean of its slices' scores, exactly as the server computes it (the
-server reports it × 100; metrics use the 0..1 probability). The maths is in pure functions
+A track's score aggregates its slices' scores with the configured ``serve.aggregation``
+(:func:`deepcurator.scores.aggregate`: mean, median or top-k mean), exactly as the server
+computes it (the server reports it × 100; metrics use the 0..1 probability). The maths is in pure functions
 of NumPy arrays; only :func:`predict` touches TensorFlow.
 """
 
@@ -26,13 +27,21 @@ def predict(model: Any, items: SliceItems, batch_size: int) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64).reshape(-1)
 
 
-def track_scores(slice_scores: np.ndarray, track: np.ndarray, n_tracks: int) -> np.ndarray:
-    """Mean slice score per track: ``slice_scores`` ``(n,)`` with track rows ``track`` ``(n,)``
-    → ``(n_tracks,)`` (NaN for a track with no slice)."""
-    sums = np.bincount(track, weights=slice_scores, minlength=n_tracks)
-    counts = np.bincount(track, minlength=n_tracks)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts
+def track_scores(slice_scores: np.ndarray, track: np.ndarray, n_tracks: int, aggregation: str = "mean",
+                 top_k: int = 5) -> np.ndarray:
+    """Track scores from slice scores: ``slice_scores`` ``(n,)`` with track rows ``track``
+    ``(n,)`` → ``(n_tracks,)`` aggregated as the server does (NaN for a track with no slice)."""
+    if aggregation == "mean":
+        sums = np.bincount(track, weights=slice_scores, minlength=n_tracks)
+        counts = np.bincount(track, minlength=n_tracks)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sums / counts
+    from deepcurator.scores import aggregate
+
+    out = np.full(n_tracks, np.nan)
+    for t in np.unique(track):
+        out[t] = aggregate(slice_scores[track == t], aggregation, top_k)
+    return out
 
 
 def reliability(y: np.ndarray, p: np.ndarray, n_bins: int = N_BINS) -> dict[str, list[float]]:
@@ -75,10 +84,11 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
     }
 
 
-def level_scores(slice_scores: np.ndarray, items: SliceItems,
-                 index: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"slice": (y, p), "track": (y, p)}`` for one split's slices and tracks."""
-    p_track = track_scores(slice_scores, items.track, len(index))
+def level_scores(slice_scores: np.ndarray, items: SliceItems, index: pd.DataFrame, aggregation: str = "mean",
+                 top_k: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"slice": (y, p), "track": (y, p)}`` for one split's slices and tracks (tracks
+    aggregated by ``aggregation``)."""
+    p_track = track_scores(slice_scores, items.track, len(index), aggregation, top_k)
     scored = ~np.isnan(p_track)
     return {"slice": (items.label.astype(int), slice_scores),
             "track": (index["label"].to_numpy(int)[scored], p_track[scored])}
