@@ -234,3 +234,40 @@ def test_contrast_pictures_show_a_high_and_a_low_q_track(corpus: Path, truth: pd
     assert [p.name for p in paths] == ["spectrogram_high_q.png", "spectrogram_low_q.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
+
+
+def test_artists_share_a_sound_and_part_of_q_and_split_by_artist_keeps_them_whole() -> None:
+    """With --artists, an artist's tracks share tempo, key, production chain and (within ±0.05)
+    brightness; q leans on the artist's talent; dataset.csv names the artist, and
+    train.split_by: artist never puts one artist in two splits. Without, nothing changes."""
+    from deepcurator.training.splits import make_splits, track_groups
+
+    assert dc.draw_corpus(11, 30) == dc.draw_corpus(11, 30, artists=0)
+    corpus = dc.draw_corpus(11, 300, artists=30)
+    assert all(t.artist is not None for t in corpus)
+    by: dict[int, list[dc.CorpusTrack]] = {}
+    for t in corpus:
+        assert t.artist is not None
+        by.setdefault(t.artist.number, []).append(t)
+    assert len(by) == 30
+    for tracks in by.values():
+        spec0 = tracks[0].spec
+        for t in tracks:
+            assert (t.spec.bpm, t.spec.root, t.spec.mode) == (spec0.bpm, spec0.root, spec0.mode)
+            assert all(getattr(t.spec.faults, f) == getattr(spec0.faults, f) for f in dc.SPECTRAL_FAULTS)
+            assert abs(t.spec.brightness - spec0.brightness) <= 0.1 + 1e-9
+    q = pd.DataFrame({"artist": [t.artist.number for t in corpus if t.artist], "q": [t.q for t in corpus]})
+    within = q.groupby("artist")["q"].var().mean()
+    assert within < 0.5 * q["q"].var()  # most of q's variance is the artist's
+    talent = np.array([dc.draw_artist(11, a).talent for a in range(30)])
+    brightness = np.array([dc.draw_artist(11, a).brightness for a in range(30)])
+    assert abs(np.corrcoef(talent, brightness)[0, 1]) < 0.5  # sound and talent drawn independently
+
+    ds = pd.DataFrame(dc.dataset_rows(corpus, 11)).astype({"youtube_id": "string"})
+    assert {"artist_id", "artist_name"} <= set(ds.columns)
+    result = labels.make_labels(ds, labels.LabelsConfig(n=90))
+    groups = track_groups(result.scores.dropna(subset=["youtube_id"]), "artist")
+    splits = make_splits(result.labels[["youtube_id", "label"]], 0.2, 0.25, 0, groups=groups)
+    artist = ds.drop_duplicates("youtube_id").set_index("youtube_id")["artist_id"]
+    assert splits.assign(artist=splits["youtube_id"].map(artist)).groupby("artist")["split"].nunique().max() == 1
+    assert set(splits["split"]) == {"train", "val", "test"}

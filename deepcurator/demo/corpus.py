@@ -20,10 +20,20 @@ quality loosely: a latent ``z = q + N(0, pop_noise)`` drives want/have, the rati
 price, each with its own noise, so the item score of :mod:`deepcurator.stages.labels` rises with ``q``.
 
 Track ``i`` of seed ``s`` depends on ``(s, i)`` only: a small corpus is the start of a big one.
+
+**Artists** (``artists=K``, off by default and in the demo): each track is by one of K
+artists (:class:`Artist`), and an artist's tracks share a sound (tempo, key, brightness,
+loudness and a production chain: the same hiss, low-pass and clipping) and part of their
+quality: ``q = 0.6 × the artist's talent + 0.4 × the track's own draw``. Talent and sound are
+drawn independently, so across artists the sound still says nothing about q; but a model that
+has heard an artist's other tracks can recognise the sound and recall the talent. That is
+what a split by track rewards and a split by artist (``train.split_by: artist``, with the
+``artist_id`` and ``artist_name`` columns this adds to dataset.csv) does not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from dataclasses import asdict, dataclass
@@ -53,6 +63,8 @@ POP_NOISE = 0.12
 SPECTRAL_FAULTS = ("hiss", "muddy", "clipping")  # the faults band statistics show: independent of q
 MUSICAL_FAULTS = ("timing", "pitch")  # the faults that carry q
 SPECTRAL_P = 0.4  # chance of each spectral fault, whatever q
+ARTIST_SHARE = 0.6  # with artists: the share of q that is the artist's talent
+ARTIST_ID_BASE = 900_000  # artist ids in dataset.csv: ARTIST_ID_BASE + the artist's number
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class CorpusTrack:
     q: float
     fmt: str
     spec: TrackSpec
+    artist: Artist | None = None
 
     @property
     def filename(self) -> str:
@@ -98,8 +111,73 @@ def draw_faults(rng: np.random.Generator, q: float) -> Faults:
     return Faults(**{name: round(float(strengths[name]), 3) for name in FAULTS})
 
 
-def draw_track(seed: int, index: int) -> CorpusTrack:
-    """Track ``index`` of the corpus of ``seed`` (deterministic in both)."""
+@dataclass(frozen=True)
+class Artist:
+    """An artist of a corpus with artists: a talent (0..1, the artist's share of its tracks'
+    q), a sound its tracks share, and a production chain (spectral fault strengths)."""
+
+    number: int
+    talent: float
+    bpm: float
+    root: int
+    mode: str
+    brightness: float
+    level_db: float
+    hiss: float
+    muddy: float
+    clipping: float
+
+    @property
+    def artist_id(self) -> int:
+        return ARTIST_ID_BASE + self.number
+
+    @property
+    def name(self) -> str:
+        return f"Demo Artist {self.number:03d}"
+
+
+def draw_artist(seed: int, number: int) -> Artist:
+    """Artist ``number`` of the corpus of ``seed``: talent and sound drawn independently."""
+    rng = np.random.default_rng([seed, number, 7])
+    talent = round(float(rng.uniform(0.0, 1.0)), 4)
+    spectral = (rng.random(len(SPECTRAL_FAULTS)) < SPECTRAL_P) * rng.uniform(0.15, 1.0, len(SPECTRAL_FAULTS))
+    chain = dict(zip(SPECTRAL_FAULTS, (round(float(v), 3) for v in spectral), strict=True))
+    return Artist(number, talent, bpm=float(rng.integers(118, 133)), root=int(rng.integers(33, 45)),
+                  mode=str(rng.choice(["major", "minor"])), brightness=round(float(rng.uniform(0.0, 1.0)), 3),
+                  level_db=round(float(rng.uniform(-18.0, -11.0)), 2), hiss=chain["hiss"], muddy=chain["muddy"],
+                  clipping=chain["clipping"])
+
+
+def artist_of(seed: int, index: int, artists: int) -> int:
+    """The artist (0..artists-1) of track ``index``."""
+    return int(np.random.default_rng([seed, index, 3]).integers(artists))
+
+
+def by_artist(track: CorpusTrack, artist: Artist, rng: np.random.Generator) -> CorpusTrack:
+    """``track`` as ``artist``'s: the artist's sound (brightness within ±0.05, level within
+    ±1 dB) and production chain, and ``q`` pulled toward the artist's talent; the musical
+    faults are drawn again for the new q."""
+    q = round(ARTIST_SHARE * artist.talent + (1 - ARTIST_SHARE) * track.q, 4)
+    faults = dataclasses.replace(draw_faults(rng, q), hiss=artist.hiss, muddy=artist.muddy,
+                                 clipping=artist.clipping)
+    spec = dataclasses.replace(
+        track.spec, bpm=artist.bpm, root=artist.root, mode=artist.mode,
+        brightness=round(float(np.clip(artist.brightness + rng.uniform(-0.05, 0.05), 0.0, 1.0)), 3),
+        level_db=round(artist.level_db + float(rng.uniform(-1.0, 1.0)), 2), faults=faults)
+    return dataclasses.replace(track, q=q, spec=spec, artist=artist)
+
+
+def draw_track(seed: int, index: int, artists: int = 0) -> CorpusTrack:
+    """Track ``index`` of the corpus of ``seed`` (deterministic in both), by one of
+    ``artists`` artists when that is not 0."""
+    track = _draw_track(seed, index)
+    if not artists:
+        return track
+    return by_artist(track, draw_artist(seed, artist_of(seed, index, artists)),
+                     np.random.default_rng([seed, index, 4]))
+
+
+def _draw_track(seed: int, index: int) -> CorpusTrack:
     rng = np.random.default_rng([seed, index])
     youtube_id = youtube_like_id(rng)
     q = round(float(rng.uniform(0.0, 1.0)), 4)
@@ -116,13 +194,13 @@ def draw_track(seed: int, index: int) -> CorpusTrack:
     return CorpusTrack(youtube_id, index, q, str(rng.choice(FORMATS, p=FORMAT_P)), spec)
 
 
-def draw_corpus(seed: int, tracks: int) -> list[CorpusTrack]:
+def draw_corpus(seed: int, tracks: int, artists: int = 0) -> list[CorpusTrack]:
     """The corpus' tracks (ids are unique: a rare collision is redrawn further on)."""
     out: list[CorpusTrack] = []
     seen: set[str] = set()
     index = 0
     while len(out) < tracks:
-        track = draw_track(seed, index)
+        track = draw_track(seed, index, artists)
         index += 1
         if track.youtube_id not in seen:
             seen.add(track.youtube_id)
@@ -155,8 +233,10 @@ def dataset_rows(corpus: list[CorpusTrack], seed: int, pop_noise: float = POP_NO
         releases = 2 if rng.random() < DUPLICATE_P else 1
         for _ in range(releases):
             discogs_id = int(rng.integers(4, 10_500_000))
+            artist = ({"artist_id": track.artist.artist_id, "artist_name": track.artist.name}
+                      if track.artist is not None else {})
             rows.append({"discogs_id": discogs_id, **release_row(rng, track.q, pop_noise),
-                         "youtube_id": track.youtube_id})
+                         "youtube_id": track.youtube_id, **artist})
     rows.sort(key=lambda r: (r["discogs_id"], r["youtube_id"]))
     return rows
 
@@ -169,7 +249,8 @@ def truth_rows(corpus: list[CorpusTrack]) -> list[dict[str, object]]:
         out.append({"youtube_id": t.youtube_id, "q": t.q, "faults": "+".join(t.spec.faults.present()) or "none",
                      **faults, "format": t.fmt, "file": f"tracks/{t.filename}", "duration_s": t.spec.duration,
                      "bpm": t.spec.bpm, "key": t.spec.key, "brightness": t.spec.brightness,
-                     "level_db": t.spec.level_db, "seed": t.spec.seed})
+                     "level_db": t.spec.level_db, "seed": t.spec.seed,
+                     **({"artist_id": t.artist.artist_id, "talent": t.artist.talent} if t.artist else {})})
     return out
 
 
@@ -279,16 +360,20 @@ def contrast_pictures(corpus_dir: str | os.PathLike[str], out_dir: str | os.Path
     return paths
 
 
-def run(cfg: Config, store: LocalStore, *, tracks: int = 200, seed: int = 7, workers: int | None = None) -> Summary:
+def run(cfg: Config, store: LocalStore, *, tracks: int = 200, seed: int = 7, workers: int | None = None,
+        artists: int = 0) -> Summary:
     """The demo-corpus stage: synthesise the tracks not yet written into the folder of
     ``store`` (one per core, or on the configured executor), then write ``truth.csv`` and
-    ``dataset.csv``. Failures go to ``failures/demo-corpus.jsonl`` in the folder."""
+    ``dataset.csv``. ``artists``: that many artists (module docstring), 0 for none. Failures
+    go to ``failures/demo-corpus.jsonl`` in the folder."""
     if tracks < 1:
         raise InputError(f"--tracks must be at least 1 (got {tracks})")
+    if artists < 0:
+        raise InputError(f"--artists must be 0 (none) or more (got {artists})")
     out = store.root
     (out / "tracks").mkdir(parents=True, exist_ok=True)
     (out / "by-id").mkdir(exist_ok=True)
-    corpus = draw_corpus(seed, tracks)
+    corpus = draw_corpus(seed, tracks, artists)
     todo = [t for t in corpus
             if not (out / "tracks" / t.filename).exists() or not (out / "by-id" / t.youtube_id).is_symlink()]
     failures = FailureLog(store, STAGE)
