@@ -350,8 +350,9 @@ LEAD_RANGE = 12  # scale degrees the line moves within (from the key's tonic thr
 
 def lead_line(rng: np.random.Generator, bars: int) -> np.ndarray:
     """The lead's scale degrees, one per eighth note, shape ``(bars, LEAD_NOTES)``: a two-bar
-    phrase repeated, moving by single scale steps in runs (it keeps its direction, turning at
-    random and at the edges of :data:`LEAD_RANGE`), so it draws smooth diagonal lines."""
+    phrase repeated, moving by single scale steps in runs (it keeps its direction, turning with
+    probability 0.05 a note and at the edges of :data:`LEAD_RANGE`), so it draws smooth
+    diagonal lines in a spectrogram."""
     phrase = np.empty(2 * LEAD_NOTES, dtype=np.int64)
     d, direction = int(rng.integers(2, LEAD_RANGE - 2)), int(rng.choice([-1, 1]))
     for i in range(phrase.size):
