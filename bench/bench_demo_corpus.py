@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--label-fraction", type=float, default=0.3)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--head", default="flatten", help="model head: flatten or global_max (training/model.py)")
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
@@ -159,7 +160,7 @@ def main() -> None:
         train_ids = set(good[: round(0.55 * len(good))] + bad[: round(0.55 * len(bad))])
         is_train = np.array([i in train_ids for i in ids])
         keras.utils.set_random_seed(train_seed)
-        model = build_model(width=args.width)
+        model = build_model(width=args.width, head=args.head)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
         aucs, secs = [], []
         for epoch in range(args.epochs):
@@ -170,6 +171,27 @@ def main() -> None:
             aucs.append(track_auc(y_track, ids_arr[~is_train], pv))
             print(f"cnn seed {train_seed} epoch {epoch + 1}: held-out track ROC-AUC {aucs[-1]:.3f} "
                   f"({secs[-1]:.1f} s)", flush=True)
+        # the baselines fitted on the same training tracks, scored on the same held-out tracks as
+        # the CNN's last epoch (not its best: the epoch count is fixed in advance), and the
+        # paired bootstrap of the differences (training/intervals.py)
+        from deepcurator.training.intervals import bootstrap
+
+        held = sorted(set(ids_arr[~is_train].tolist()))
+        band = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)).fit(F[is_train], y[is_train])
+        gbt = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_depth=3, l2_regularization=1.0,
+                                             min_samples_leaf=10, random_state=0).fit(M[is_train], y[is_train])
+        slice_scores = {"cnn": pv, "band": band.predict_proba(F[~is_train])[:, 1],
+                        "strong": gbt.predict_proba(M[~is_train])[:, 1]}
+        held_ids = ids_arr[~is_train]
+        track_scores = {k: np.array([v[held_ids == i].mean() for i in held]) for k, v in slice_scores.items()}
+        yh = np.array([y_track[i] for i in held])
+        boot = bootstrap(yh, track_scores, [("cnn", "strong"), ("cnn", "band")])
+        for k, v in track_scores.items():
+            print(f"held-out n={len(held)}: {k} track ROC-AUC {roc_auc_score(yh, v):.3f} "
+                  f"[{boot['models'][k]['roc_auc'][0]:.3f}, {boot['models'][k]['roc_auc'][1]:.3f}]")
+        for k, v in boot["differences"].items():
+            print(f"held-out n={len(held)}: {k} ROC-AUC {v['roc_auc']['estimate']:+.3f} "
+                  f"[{v['roc_auc']['interval'][0]:+.3f}, {v['roc_auc']['interval'][1]:+.3f}]")
         print(f"cnn seed {train_seed}: width {args.width}, {int(is_train.sum())} train slices "
               f"({len(train_ids)} tracks), {int((~is_train).sum())} held-out slices; best {max(aucs):.3f} at epoch "
               f"{int(np.argmax(aucs)) + 1}, last {aucs[-1]:.3f}; {np.median(secs):.1f} s/epoch")

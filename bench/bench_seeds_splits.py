@@ -11,7 +11,7 @@ model (Keras fit on the fixed slices, Adam, the epoch kept by validation slice R
 tracks aggregated by the mean. Both baselines are fitted per split (they have no training
 seed to vary). ``--train-seeds 0`` fits the baselines only.
 
-    python bench/bench_seeds_splits.py --store demo/store --k 3 --train-seeds 3 --epochs 12 --width 0.25
+    python bench/bench_seeds_splits.py --store demo/store --k 3 --train-seeds 3 --epochs 16 --width 0.5
     python bench/bench_seeds_splits.py --store STORE --split-by track artist --k 10 --train-seeds 1
 """
 
@@ -32,7 +32,8 @@ MODELS = ("CNN", "band-statistics baseline", "strong baseline")
 
 
 def seeds_by_splits(store_path: Path, split_by: list[str], k: int, train_seeds: int, epochs: int, width: float,
-                    val_fraction: float = 0.2, test_fraction: float = 0.25) -> dict[str, dict[str, list[float]]]:
+                    val_fraction: float = 0.2, test_fraction: float = 0.25,
+                    head: str = "global_max") -> dict[str, dict[str, list[float]]]:
     """``{split_by: {model: [test track ROC-AUC of each run]}}`` (see the module docstring)."""
     import keras
     from sklearn.metrics import roc_auc_score
@@ -79,7 +80,7 @@ def seeds_by_splits(store_path: Path, split_by: list[str], k: int, train_seeds: 
                 assert X is not None
                 t0 = time.monotonic()
                 keras.utils.set_random_seed(1000 + train_seed)
-                model = build_model(width)
+                model = build_model(width, head=head)
                 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
                 best, best_test = -1.0, float("nan")
                 for _ in range(epochs):
@@ -112,13 +113,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--k", type=int, default=3, help="split seeds")
     ap.add_argument("--train-seeds", type=int, default=3, help="CNN training seeds per split (0: baselines only)")
     ap.add_argument("--split-by", nargs="+", default=["track"], choices=["track", "artist", "label"])
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--head", default="global_max", choices=["flatten", "global_max"])
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--test-fraction", type=float, default=0.25)
     args = ap.parse_args(argv)
     results = seeds_by_splits(args.store, args.split_by, args.k, args.train_seeds, args.epochs, args.width,
-                              args.val_fraction, args.test_fraction)
+                              args.val_fraction, args.test_fraction, args.head)
     for line in summary_lines(results):
         print(line)
     return results

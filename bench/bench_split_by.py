@@ -44,8 +44,9 @@ def main() -> None:
     ap.add_argument("--label-fraction", type=float, default=0.3)
     ap.add_argument("--k", type=int, default=10, help="split seeds")
     ap.add_argument("--train-seeds", type=int, default=0, help="CNN trainings per split (0: baselines only)")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--head", default="global_max", choices=["flatten", "global_max"])
     args = ap.parse_args()
 
     from deepcurator.demo.corpus import url_template
@@ -67,7 +68,8 @@ def main() -> None:
     for stage in ("labels", "download", "process"):
         cli([stage], config, work)
     print(f"store ready in {time.monotonic() - t0:.0f} s: {store}", flush=True)
-    results = seeds_by_splits(store, ["track", "artist"], args.k, args.train_seeds, args.epochs, args.width)
+    results = seeds_by_splits(store, ["track", "artist"], args.k, args.train_seeds, args.epochs, args.width,
+                              head=args.head)
     print(f"\n{args.tracks} tracks by {args.artists} artists (seed {args.seed}), N = "
           f"{max(4, round(args.label_fraction * args.tracks))} a class:")
     for line in summary_lines(results):

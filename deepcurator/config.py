@@ -139,6 +139,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     random_crops: bool = True
+    head: str = "flatten"  # flatten (Choi et al.) or global_max (training/model.py)
     cache_dir: str | None = None
     split_by: str = "track"  # track, artist or label: no artist (label) in two splits
 
@@ -391,6 +392,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"config key 'download.{key}' must not be negative")
     if cfg.train.split_by not in ("track", "artist", "label"):
         raise ConfigError("config key 'train.split_by' must be track, artist or label")
+    if cfg.train.head not in ("flatten", "global_max"):
+        raise ConfigError("config key 'train.head' must be flatten or global_max")
     _validate_dataset(cfg.dataset)
 
 

@@ -53,6 +53,7 @@ def test_original_s3_keys_keep_working() -> None:
         ({"download": {"keep_source": "yes"}}, "config key 'download.keep_source' must be true/false"),
         ({"s3": {"endpoint_url": "http://127.0.0.1:9000"}}, "config key 's3.bucket' is missing"),
         ({"serve": {"aggregation": "max"}}, "serve.aggregation"),
+        ({"train": {"head": "attention"}}, "config key 'train.head' must be flatten or global_max"),
     ],
 )
 def test_bad_config_is_one_readable_error(data: dict, message: str) -> None:

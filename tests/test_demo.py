@@ -27,19 +27,19 @@ from tests.helpers.cli import run_cli
 
 TRACKS = 100
 EPOCHS = 12
-WIDTH = 0.25  # the demo's own model
+WIDTH = 0.25  # half the demo's 0.5, for time (the demo's global_max head)
 
 LABELS_VS_Q_MIN = 0.95  # README: 0.995 on 200 tracks; 0.990 here (old corpus; labels depend on q, not on the faults)
-# Since issue 13 the corpus carries q in timing and pitch only, the spectral faults independent
-# of q (README, "The demo corpus"). At the demo's budget the CNN does not learn it: on the full
-# 200-track demo its best validation track ROC-AUC was 0.64 (bench/RESULTS.md, "Demo"), so the
-# CNN's thresholds only check that it runs and is not inverted. What must learn is the strong
-# baseline (5-fold by track on 72 labelled tracks of seed 7: 0.957); the band-statistics
-# baseline must not see q as well as the old corpus let it (0.975 then, 0.78 in 5-fold now).
-# With 16 test tracks (64 good/not-good pairs) an AUC moves in steps of 1/64 with a standard
-# error near 0.1, so the thresholds sit far from those figures.
+# Since issue 13 the corpus carries q in the lead line's note order (and a little in its timing),
+# the spectral faults independent of q (README, "The demo corpus"): statistics over frames barely
+# see it (5-fold by track on 240 labelled tracks of seed 7: band statistics 0.573, the strong
+# baseline 0.654), a CNN with the global_max head learns it from ~130 training tracks
+# (bench/RESULTS.md, "Demo corpus"). This reduced demo (100 tracks, 30 labelled a class, ~30
+# training tracks) is too small for the CNN to learn it, so the thresholds only check that
+# every model runs and the CNN is not inverted far beyond chance. The strong baseline is near
+# chance on this corpus, and with ~16 test tracks (~64 good/not-good pairs, an AUC's standard
+# error near 0.1) its AUC fell to 0.14 in one run: it gets no lower bound.
 CNN_TEST_MIN = 0.3
-STRONG_BASELINE_TEST_MIN = 0.7
 BAND_BASELINE_TEST_MAX = 0.97
 
 
@@ -97,7 +97,7 @@ def test_reduced_demo_runs_every_stage_and_learns(tmp_path: Path) -> None:
     assert cnn >= CNN_TEST_MIN, metrics["test"]
     assert baseline <= BAND_BASELINE_TEST_MAX, metrics["baseline"]["test"]
     strong_test = metrics["strong_baseline"]["test"]["track"]
-    assert strong_test["roc_auc"] >= STRONG_BASELINE_TEST_MIN, strong_test
+    assert 0.0 <= strong_test["roc_auc"] <= 1.0, strong_test
 
     # The metrics are what they say: recomputed from the per-track predictions of the test split.
     predictions = pd.read_csv(run / "predictions.csv", dtype={"youtube_id": str})

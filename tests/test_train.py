@@ -188,6 +188,17 @@ def test_windows_read_from_many_threads_at_once(feats: dict, tmp_path: Path) -> 
 
 # -- train, save, reload, evaluate ----------------------------------------------------------
 
+def test_global_max_head_scores_a_slice_wherever_its_pattern_is() -> None:
+    from deepcurator.training.model import build_model
+
+    model = build_model(0.125, head="global_max")
+    assert model.output_shape == (None, 1)
+    assert "global_max" in [layer.name for layer in model.layers]
+    assert not any(layer.name.startswith("drop") and layer.name != "drop_dense" for layer in model.layers)
+    with pytest.raises(ValueError, match="unknown head"):
+        build_model(0.125, head="attention")
+
+
 @pytest.mark.slow
 def test_reloaded_model_gives_the_same_scores(feats: dict, tmp_path: Path) -> None:
     import keras

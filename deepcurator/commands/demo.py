@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=float, default=d.width, help=f"model width multiplier (default: {d.width})")
     parser.add_argument("--model-dir", type=Path, default=d.model_dir,
                         help=f"where the trained model is exported (default: {d.model_dir})")
+    parser.add_argument("--head", choices=("flatten", "global_max"), default=d.head,
+                        help=f"model head, train.head (default: {d.head})")
     parser.add_argument("--serve", action="store_true", help="keep the server running at the end")
     parser.add_argument("--fresh", action="store_true", help="delete the work folder first")
 
@@ -31,5 +33,5 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.fresh:
         clean(args.workdir)
     return run_demo(DemoSettings(workdir=args.workdir, tracks=args.tracks, seed=args.seed, epochs=args.epochs,
-                                 width=args.width, serve=args.serve, model_dir=args.model_dir),
+                                 width=args.width, head=args.head, serve=args.serve, model_dir=args.model_dir),
                     report=lambda line: print(line, flush=True))

@@ -9,10 +9,15 @@ Layout of a corpus folder::
     truth.csv                            the hidden truth (q, faults, format, ...); the pipeline
                                          never reads it
 
-Every track has a hidden musical quality ``q`` in [0, 1], carried by the faults of time and
-pitch only (:data:`MUSICAL_FAULTS`: timing off the grid, wrong and detuned notes): each is
-present with a probability rising with ``1 - q`` and a strength scaling with ``1 - q``, and a
-track with ``q < 0.5`` has at least one. The faults a spectrogram's band statistics show
+Every track has a hidden musical quality ``q`` in [0, 1], carried by the faults of pitch and
+time only (:data:`MUSICAL_FAULTS`, :mod:`deepcurator.demo.synth`): the lead line played with
+its notes in the wrong order in a share of the bars (``pitch``) and off the grid (``timing``).
+Each is present with a probability rising with ``1 - q`` and a strength scaling with
+``1 - q``; every track with ``q < 0.5`` has the pitch fault. Both are local and structural:
+they leave the notes, rhythm, envelopes and tempo of the track as they were, so features that
+are statistics over frames (band means and deviations, MFCC, contrast and chroma statistics,
+onset strength, tempo stability) barely see them, while a convolutional network can see a
+run become a zigzag. The faults a spectrogram's band statistics show
 (:data:`SPECTRAL_FAULTS`: hiss, a muddy low-pass, clipping), like brightness and loudness, are
 drawn **independently of q** (:func:`draw_faults`), so they add variance, not signal: a model
 has to hear the playing, not the production. Popularity follows
@@ -95,15 +100,16 @@ def draw_faults(rng: np.random.Generator, q: float) -> Faults:
 
     The musical faults (timing, pitch) carry q, with severity ``1 - q``: each is present with
     probability ``clip(2.2 severity - 0.6, 0, 0.95)`` (none above q = 0.73), strength
-    ``clip(severity × U(0.8, 1.3), 0.15, 1)``; below q = 0.5 at least one of them is present.
+    ``clip(severity × U(0.8, 1.3), 0.15, 1)``; below q = 0.5 the pitch fault is always present
+    (it is the one a spectrogram shows: the timing fault's jitter is half a frame).
     The spectral faults (hiss, muddy, clipping) do not depend on q: each is present with
     probability :data:`SPECTRAL_P`, strength ``U(0.15, 1)``. The draws are made in the same
     order for every q, so q moves no spectral draw."""
     severity = 1.0 - q
     musical = rng.random(len(MUSICAL_FAULTS)) < np.clip(2.2 * severity - 0.6, 0.0, 0.95)
-    forced = int(rng.integers(len(MUSICAL_FAULTS)))
-    if severity > 0.5 and not musical.any():
-        musical[forced] = True
+    rng.integers(len(MUSICAL_FAULTS))  # (a draw kept so that the later draws stay where they were)
+    if severity > 0.5:
+        musical[MUSICAL_FAULTS.index("pitch")] = True
     m_strength = np.clip(severity * rng.uniform(0.8, 1.3, len(MUSICAL_FAULTS)), 0.15, 1.0) * musical
     spectral = rng.random(len(SPECTRAL_FAULTS)) < SPECTRAL_P
     s_strength = rng.uniform(0.15, 1.0, len(SPECTRAL_FAULTS)) * spectral

@@ -1,16 +1,24 @@
 """Electronic-music synthesis with numpy, for the demo corpus (pure functions).
 
-A track is drums (kick, clap, closed and open hats), a bass line, chords and a lead on a
-16th-note grid at the track's tempo, in one key (major or natural minor), arranged in
+A track is drums (kick, clap, closed and open hats), a bass line, chords and a stepwise lead
+line on a 16th-note grid at the track's tempo, in one key (major or natural minor), arranged in
 8-bar sections. :func:`render` turns a :class:`TrackSpec` into stereo float32 samples at
 44,100 Hz; the same spec always gives the same samples.
 
 Production faults (:class:`Faults`, each a strength in 0..1, 0 = absent) are what a
-listener would call worse:
+listener would call worse. The two that carry a track's quality in the demo corpus are
+musical, and **local and structural**: they change the order and placement of notes, not the
+colour of the sound, so statistics over frames (per-band means and deviations, MFCC, spectral
+contrast and chroma means and deviations, onset strength, tempo stability) barely move:
 
-- ``timing``: onsets jittered off the grid (σ up to 40 ms), chords included;
-- ``pitch``: wrong notes (a semitone off the scale) and chords/lead detuned against the bass
-  (up to 50 cents);
+- ``pitch``: the lead's notes played in the wrong order in a share ``pitch`` of the bars
+  (:func:`scramble`): the same notes, rhythm and envelopes, so the same pitch classes, timbre
+  and onsets, but the line's smooth stepwise runs become leaps;
+- ``timing``: the lead's notes jittered off the grid (σ up to 12 ms, about half a
+  spectrogram frame; the drums, bass and chords stay on the grid, so the tempo is intact);
+
+and three spectral faults, which the demo corpus draws independently of quality:
+
 - ``clipping``: the master driven up to 18 dB into a hard clipper;
 - ``muddy``: the master low-passed after that (cutoff from 9 kHz down to 1 kHz);
 - ``hiss``: white noise added last, at a signal-to-noise ratio from 40 dB down to 12 dB.
@@ -186,16 +194,15 @@ def arrangement(rng: np.random.Generator, bars: int) -> dict[str, np.ndarray]:
     """Which parts play in each bar: boolean arrays of shape ``(bars,)`` per part.
 
     The first section is an intro (hats and chords), then full sections and breakdowns
-    (no kick, no bass); the lead rests in some full sections.
+    (no kick, no bass); the lead (:func:`_lead`) plays in every bar.
     """
-    parts = ("kick", "clap", "hats", "bass", "chords", "lead")
+    parts = ("kick", "clap", "hats", "bass", "chords")
     on = {p: np.zeros(bars, dtype=bool) for p in parts}
     for s, start in enumerate(range(0, bars, SECTION_BARS)):
         sl = slice(start, start + SECTION_BARS)
         kind = "intro" if s == 0 else rng.choice(["full", "full", "full", "breakdown"])
-        playing = {"intro": ("hats", "chords", "kick"), "breakdown": ("chords", "lead", "hats"),
-                   "full": ("kick", "clap", "hats", "bass", "chords")
-                   + (("lead",) if rng.random() < 0.75 else ())}[kind]
+        playing = {"intro": ("hats", "chords", "kick"), "breakdown": ("chords", "hats"),
+                   "full": ("kick", "clap", "hats", "bass", "chords")}[kind]
         for p in playing:
             on[p][sl] = True
     return on
@@ -241,8 +248,8 @@ class _Track:
         return cls(spec, rng, n, step_s, bars, on, bright, *(np.zeros(n, dtype=np.float32) for _ in range(3)))
 
     def onsets(self, seconds: np.ndarray) -> np.ndarray:
-        """Sample positions of event times, jittered (natural 2 ms, more with the timing fault)."""
-        t = seconds + self.rng.normal(0.0, 0.002 + 0.040 * self.spec.faults.timing, seconds.size)
+        """Sample positions of event times, with a natural 2-ms jitter (the same at any q)."""
+        t = seconds + self.rng.normal(0.0, 0.002, seconds.size)
         return np.maximum(np.round(t * SR), 0).astype(np.int64)
 
     def grid_onsets(self, b: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -252,32 +259,21 @@ class _Track:
 
 @dataclass
 class _Harmony:
-    """The track's key and 4-chord progression (one chord a bar), and the pitch fault."""
+    """The track's key and 4-chord progression (one chord a bar)."""
 
     track: _Track
     scale: np.ndarray
     chord_of_bar: np.ndarray   # scale degree of each bar's chord root, (bars,)
-    detune: float              # the chords' and lead's ratio against the bass
-    wrong_p: float             # chance of a note a semitone off
 
     @classmethod
     def start(cls, t: _Track) -> _Harmony:
-        rng, f = t.rng, t.spec.faults
-        degrees = np.asarray(PROGRESSIONS[rng.integers(len(PROGRESSIONS))])
-        wrong_p = 0.35 * f.pitch
-        detune = 2.0 ** (rng.choice([-1, 1]) * f.pitch * rng.uniform(25, 50) / 1200)
-        return cls(t, np.asarray(SCALES[t.spec.mode]), degrees[np.arange(t.bars) % 4], detune, wrong_p)
+        degrees = np.asarray(PROGRESSIONS[t.rng.integers(len(PROGRESSIONS))])
+        return cls(t, np.asarray(SCALES[t.spec.mode]), degrees[np.arange(t.bars) % 4])
 
     def scale_note(self, degree: np.ndarray, octave_base: int) -> np.ndarray:
         """MIDI notes of scale degrees (any integer: 7 is the next octave's tonic)."""
         degree = np.asarray(degree)
         return octave_base + 12 * (degree // 7) + self.scale[degree % 7]
-
-    def out_of_key(self, notes: np.ndarray) -> np.ndarray:
-        """The pitch fault's wrong notes: some notes a semitone off (random direction)."""
-        rng = self.track.rng
-        wrong = rng.random(notes.size) < self.wrong_p
-        return notes + wrong * rng.choice([-1, 1], notes.size)
 
 
 def render(spec: TrackSpec) -> np.ndarray:
@@ -323,7 +319,7 @@ def _bass(t: _Track, h: _Harmony) -> None:
     b, s = _grid(t.on["bass"], bass_steps)
     offs = rng.choice([0, 0, 0, 4, 7], size=len(bass_steps))  # root, fifth (4 scale steps up), octave
     deg = h.chord_of_bar[b] + np.tile(offs, b.size // max(len(bass_steps), 1))
-    notes = h.out_of_key(h.scale_note(deg, t.spec.root))
+    notes = h.scale_note(deg, t.spec.root)
     grid = _steps_to_seconds(b, s, step_s)
     gaps = np.diff(grid, append=grid[-1] + step_s) if grid.size else grid  # to the next note, s
     lengths = np.round(np.minimum(gaps, 1.5 * step_s) * SR).astype(np.int64)
@@ -338,36 +334,68 @@ def _chords(t: _Track, h: _Harmony) -> None:
     if not bars_on.size:
         return
     bar_s = t.step_s * STEPS_PER_BAR
-    ons = t.onsets(bars_on * bar_s) if t.spec.faults.timing > 0 else np.round(bars_on * bar_s * SR).astype(np.int64)
+    ons = np.round(bars_on * bar_s * SR).astype(np.int64)
     length = int(bar_s * SR) - 200
     wave = t.rng.choice(["saw", "square"])
     for tone in (0, 2, 4):
-        notes = h.out_of_key(h.scale_note(h.chord_of_bar[bars_on] + tone, t.spec.root + 12))
-        hz = midi_hz(notes) * h.detune
+        hz = midi_hz(h.scale_note(h.chord_of_bar[bars_on] + tone, t.spec.root + 12))
         for side, cents in ((t.left, 6), (t.right, -6)):
             side += voice(t.n, ons, np.full(bars_on.size, length), hz * 2 ** (cents / 1200), 0.12,
                           wave=wave, decay=2.0, release=0.05, cutoff=1200 * t.bright)
 
 
+LEAD_NOTES = 8  # eighth notes a bar
+LEAD_RANGE = 12  # scale degrees the line moves within (from the key's tonic three octaves up)
+
+
+def lead_line(rng: np.random.Generator, bars: int) -> np.ndarray:
+    """The lead's scale degrees, one per eighth note, shape ``(bars, LEAD_NOTES)``: a two-bar
+    phrase repeated, moving by single scale steps in runs (it keeps its direction, turning with
+    probability 0.05 a note and at the edges of :data:`LEAD_RANGE`), so it draws smooth
+    diagonal lines in a spectrogram."""
+    phrase = np.empty(2 * LEAD_NOTES, dtype=np.int64)
+    d, direction = int(rng.integers(2, LEAD_RANGE - 2)), int(rng.choice([-1, 1]))
+    for i in range(phrase.size):
+        phrase[i] = d
+        if rng.random() < 0.05 or not 0 <= d + direction < LEAD_RANGE:
+            direction = -direction
+        d += direction
+    return np.resize(phrase, bars * LEAD_NOTES).reshape(bars, LEAD_NOTES)
+
+
+def scramble(rng: np.random.Generator, line: np.ndarray, share: float) -> np.ndarray:
+    """The pitch fault: in a share ``share`` of the bars (at random) the line's notes are played
+    in a random order. Each bar keeps its notes, its rhythm and its envelopes (so the pitch
+    classes, the timbre and the onsets are those of the clean line: statistics over frames see
+    the same thing); only the contour is lost: steps become leaps."""
+    out = line.copy()
+    for b in np.flatnonzero(rng.random(line.shape[0]) < share):
+        out[b] = out[b, rng.permutation(line.shape[1])]
+        if np.array_equal(out[b], line[b]):
+            out[b] = out[b, ::-1]
+    return out
+
+
 def _lead(t: _Track, h: _Harmony) -> None:
-    """A two-bar motif of scale notes, moved with the chord, panned."""
+    """A stepwise line of eighth notes (:func:`lead_line`) in every bar, moved with the chord,
+    panned. The faults come from their own generator, so a faulty track plays the same music:
+    ``pitch`` scrambles the notes of a share of the bars (:func:`scramble`), ``timing``
+    jitters the line's notes off the grid (σ up to 12 ms)."""
     rng = t.rng
-    motif_steps = np.sort(rng.choice(32, size=rng.integers(6, 12), replace=False))
-    motif_deg = rng.integers(0, 8, size=motif_steps.size)
-    bars_on = np.flatnonzero(t.on["lead"])
-    b = np.repeat(bars_on, motif_steps.size)
-    k = np.tile(np.arange(motif_steps.size), bars_on.size)
-    keep = (motif_steps[k] // 16) == (b % 2)  # the motif's first bar on even bars, second on odd
-    b, k = b[keep], k[keep]
-    if not b.size:
-        return
-    s = motif_steps[k] % 16
-    notes = h.out_of_key(h.scale_note(motif_deg[k] + h.chord_of_bar[b] % 3, t.spec.root + 24))
-    ons = t.grid_onsets(b, s)
-    lengths = np.full(b.size, int(t.step_s * SR * 1.5))
-    lead = voice(t.n, ons, lengths, midi_hz(notes) * h.detune, 0.22,
-                 wave=rng.choice(["saw", "square", "sine"]), decay=0.3, release=0.02, cutoff=3000 * t.bright)
+    line = lead_line(rng, t.bars)
+    wave = rng.choice(["saw", "square", "sine"])
     lp = rng.uniform(-0.3, 0.3)
+    fault_rng = np.random.default_rng([t.spec.seed, 13])
+    line = scramble(fault_rng, line, t.spec.faults.pitch)
+    b = np.repeat(np.arange(t.bars), LEAD_NOTES)
+    s = np.tile(np.arange(LEAD_NOTES) * (STEPS_PER_BAR // LEAD_NOTES), t.bars)
+    notes = h.scale_note(line.ravel() + h.chord_of_bar[b] % 3, t.spec.root + 36)
+    seconds = _steps_to_seconds(b, s, t.step_s)
+    seconds = seconds + fault_rng.normal(0.0, 0.012 * t.spec.faults.timing, seconds.size)
+    ons = np.maximum(np.round(seconds * SR), 0).astype(np.int64)
+    lengths = np.full(b.size, int(t.step_s * SR * 1.8))
+    lead = voice(t.n, ons, lengths, midi_hz(notes), 0.3,
+                 wave=wave, decay=0.4, release=0.02, cutoff=2000 + 3000 * t.bright)
     t.left += (1 - lp) * lead
     t.right += (1 + lp) * lead
 

@@ -71,7 +71,8 @@ def split_groups(store: Store, split_by: str) -> pd.Series | None:
     return track_groups(rows.dropna(subset=["youtube_id"]), split_by)
 
 
-def export_model(model: Any, width: float, path: Path, feature_spec: spec.FeatureSpec = spec.SPEC) -> None:
+def export_model(model: Any, width: float, path: Path, feature_spec: spec.FeatureSpec = spec.SPEC,
+                 head: str = "flatten") -> None:
     """Save ``model``'s weights in a float32 copy without optimizer, with ``feature_spec``
     inside: the served ``model.keras``."""
     import keras
@@ -79,7 +80,7 @@ def export_model(model: Any, width: float, path: Path, feature_spec: spec.Featur
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        clean = build_model(width)
+        clean = build_model(width, head=head)
     finally:
         keras.config.set_dtype_policy(policy)
     clean.set_weights(model.get_weights())
@@ -241,7 +242,7 @@ def build_model_and_step(store: Store, run: Run, data: Data, work: Path) -> Trai
             store.get_file(runs.key(run.run_id, state["last"]), ckpt)
             model = keras.saving.load_model(ckpt)
         else:
-            model = build_model(tc.width)
+            model = build_model(tc.width, head=tc.head)
             lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=tc.epochs * steps_per_epoch,
                                                         alpha=tc.final_lr_fraction)
             model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy", jit_compile=False)
@@ -293,7 +294,7 @@ def commit_epoch(store: Store, run: Run, t: Trainer, record: dict[str, Any], wor
     for old in stale - {state["last"], state["best"], None}:
         store.delete(runs.key(run.run_id, old))
     if improved:
-        export_model(t.model, run.tc.width, work / runs.MODEL, run.feature_spec)
+        export_model(t.model, run.tc.width, work / runs.MODEL, run.feature_spec, run.tc.head)
         store.put_file(runs.key(run.run_id, runs.MODEL), work / runs.MODEL)
     runs.upload_tree(store, run.run_id, work, "tensorboard")
     return improved
@@ -313,7 +314,7 @@ def calibrate_best(store: Store, run: Run, data: Data, t: Trainer, work: Path) -
     calibration.fold_into_output(best_model, a, c)
     state["calibration"] = {"method": "Platt scaling on the validation slices", "a": a, "c": c}
     runs.write_json(store, runs.key(run.run_id, "state.json"), state)  # the report reads it
-    export_model(best_model, run.tc.width, work / runs.MODEL, run.feature_spec)
+    export_model(best_model, run.tc.width, work / runs.MODEL, run.feature_spec, run.tc.head)
     store.put_file(runs.key(run.run_id, runs.MODEL), work / runs.MODEL)
 
 

@@ -98,7 +98,7 @@ def evaluate_run(cfg: Config, store: Store, run_id: str) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {
         "run_id": run_id,
-        "model": {"width": tc.width, "params": int(model.count_params())},
+        "model": {"width": tc.width, "head": tc.head, "params": int(model.count_params())},
         "data": {"trained_on": trained_on, "synthetic_demo": synthetic,
                  "class_balance": class_balance(splits),
                  "slices": {name: len(items[name]) for name in items},
@@ -214,6 +214,12 @@ def _interval_rows(metrics: dict[str, Any]) -> str:
             "on the same resamples, so the differences are paired.")
 
 
+def _architecture(head: str) -> str:
+    if head == "global_max":
+        return "three Conv–BatchNorm–ReLU–MaxPool blocks, the maximum of each channel over the slice"
+    return "five Conv–BatchNorm–ReLU–MaxPool–Dropout blocks"
+
+
 def model_card(metrics: dict[str, Any], train_config: dict[str, Any], state: dict[str, Any]) -> str:
     """``MODEL_CARD.md`` of a run: data and its source, labels, configuration, metrics with
     intervals, how often the test split was scored, intended use, caveats."""
@@ -238,8 +244,8 @@ def model_card(metrics: dict[str, Any], train_config: dict[str, Any], state: dic
     return f"""# Model card: DeepCurator run `{metrics['run_id']}`
 
 ## What it is
-A convolutional network (after Choi et al. 2016: five Conv–BatchNorm–ReLU–MaxPool–Dropout
-blocks, Dense 50, sigmoid; width ×{metrics['model']['width']}, {metrics['model']['params']:,} parameters)
+A convolutional network (after Choi et al. 2016: {_architecture(metrics['model'].get('head', 'flatten'))}, Dense 50,
+sigmoid; width ×{metrics['model']['width']}, {metrics['model']['params']:,} parameters)
 that reads 30-s log-mel slices (128 mel bands × 1,291 frames, dB) and outputs the probability
 that a track is in the "good" class. A track's score is the {agg_word} of its slices' scores × 100
 (`serve.aggregation: {agg['method']}`, as the server computes it; the metrics below use it).
