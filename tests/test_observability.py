@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from deepcurator import shipped
 from deepcurator.config import from_dict
 from deepcurator.demo.loopback import file_server
 from deepcurator.demo.pipeline import free_port
@@ -24,7 +25,7 @@ from deepcurator.demo.server_process import stop, wait_until_healthy
 from deepcurator.errors import ConfigError
 from deepcurator.serving import openapi
 from deepcurator.serving.app import create_app
-from deepcurator.serving.scoring import Scorer, file_sha256, load_scorer, resolve_model
+from deepcurator.serving.scoring import Scorer, load_scorer, resolve_model
 
 from tests.helpers.cli import cli_env, run_cli, write_config
 from tests.helpers.serving import running_server
@@ -231,7 +232,7 @@ def model_server(tiny_model: Path) -> Iterator[str]:
 
 
 def test_pinned_url_model(model_server: str, tiny_model: Path, tmp_path: Path) -> None:
-    good = file_sha256(tiny_model)
+    good = shipped.file_sha256(tiny_model, digits=64)
     wrong = "0" * 64
     cfg = from_dict({"serve": {"model_cache_dir": str(tmp_path / "cache")}})
     src = resolve_model(cfg, f"{model_server}/model.keras#sha256={good}")

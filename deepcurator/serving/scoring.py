@@ -84,21 +84,12 @@ def pinned_sha256(cfg: Config, spec: str | None = None) -> str | None:
     return from_url or from_cfg
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of the file ``path`` (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_pinned(path: Path, sha256: str | None, what: str) -> None:
     """Refuse (:class:`ConfigError`, one line) the model file ``path`` unless its sha256 is
     ``sha256`` (None: not pinned, nothing to check)."""
     if sha256 is None:
         return
-    found = file_sha256(path)
+    found = shipped.file_sha256(path, digits=64)
     if found != sha256:
         raise ConfigError(f"the model {what} has sha256 {found}, not the pinned {sha256} (serve.model_sha256 or "
                           "the URL's #sha256=): refusing it; a changed or damaged file is never served")
@@ -118,7 +109,7 @@ def _download_url(cfg: Config, url: str, sha256: str | None = None) -> Path:
     dest = _cached(cfg, name, plain)
     try:
         if parsed.scheme == "s3":
-            if dest.is_file() and (sha256 is None or file_sha256(dest) == sha256):
+            if dest.is_file() and (sha256 is None or shipped.file_sha256(dest, digits=64) == sha256):
                 return dest
             S3Store(dataclasses.replace(cfg.s3, bucket=parsed.netloc, prefix="")).get_file(parsed.path.lstrip("/"),
                                                                                              dest)
