@@ -15,8 +15,6 @@ share a sound and part of their quality; docs/REFERENCE.md, "Honest splits").
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,11 +26,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_seeds_splits import seeds_by_splits, summary_lines  # noqa: E402
-
-
-def cli(args: list[str], config: Path, cwd: Path) -> None:
-    env = dict(os.environ, DEEPCURATOR_CONFIG=str(config))
-    subprocess.run([sys.executable, "-m", "deepcurator", *args], cwd=cwd, env=env, check=True)
 
 
 def main() -> None:
@@ -49,24 +42,19 @@ def main() -> None:
     ap.add_argument("--head", default="global_max", choices=["flatten", "global_max"])
     args = ap.parse_args()
 
-    from deepcurator.demo.corpus import url_template
-    from deepcurator.shipped import DEMO_SOURCE
+    from deepcurator.demo.pipeline import DemoSettings, demo_config, run_command
 
     work = args.workdir.absolute()
     work.mkdir(parents=True, exist_ok=True)
     corpus, store = work / "corpus", work / "store"
-    config = work / "config.yml"
-    config.write_text(yaml.safe_dump({
-        "store": {"path": str(store)},
-        "labels": {"dataset": str(corpus / "dataset.csv"), "data_source": DEMO_SOURCE,
-                   "n": max(4, round(args.label_fraction * args.tracks))},
-        "download": {"url_template": url_template(corpus), "workers": 4},
-    }, sort_keys=False))
+    config = work / "config.yml"  # the demo's configuration (store, labels, download) for this folder
+    settings = DemoSettings(workdir=work, tracks=args.tracks, seed=args.seed, label_fraction=args.label_fraction)
+    config.write_text(yaml.safe_dump(demo_config(settings), sort_keys=False))
     t0 = time.monotonic()
-    cli(["demo-corpus", "--out", str(corpus), "--tracks", str(args.tracks), "--seed", str(args.seed),
-         "--artists", str(args.artists)], config, work)
+    run_command(["demo-corpus", "--out", str(corpus), "--tracks", str(args.tracks), "--seed", str(args.seed),
+                 "--artists", str(args.artists)], config, work)
     for stage in ("labels", "download", "process"):
-        cli([stage], config, work)
+        run_command([stage], config, work)
     print(f"store ready in {time.monotonic() - t0:.0f} s: {store}", flush=True)
     results = seeds_by_splits(store, ["track", "artist"], args.k, args.train_seeds, args.epochs, args.width,
                               head=args.head)
